@@ -1,0 +1,221 @@
+"""The batch sources: for each, its typed schema, its key and where its export files are.
+
+A source is a small adapter: a :class:`BatchSource` names its columns (each with an Arrow type and
+a parser), the columns that identify a row within one snapshot, and a layout that turns a date
+window into the files to read and the bronze file each one lands in. The pipeline knows nothing
+about any particular source.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from ingestion.batch.parsing import (
+    FieldError,
+    Parser,
+    decimal_parser,
+    non_negative,
+    parse_bool,
+    parse_currency,
+    parse_date,
+    parse_string,
+    parse_timestamp,
+    positive,
+)
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+# Money in USD: cents and below, exact. 18 digits fit a signed 64-bit integer of micro-dollars.
+USD_AMOUNT = pa.decimal128(18, 6)
+# An exchange rate: 9 decimal places (BigQuery NUMERIC) so weak currencies such as VND or IDR
+# (0.00004 USD per unit) keep their significant digits.
+FX_RATE = pa.decimal128(38, 9)
+
+SNAPSHOT_FILE = "snapshot.parquet"
+
+# Lineage columns every bronze row carries.
+LINEAGE_FIELDS = (
+    pa.field("_source", pa.string(), nullable=False),
+    pa.field("_loaded_at", TIMESTAMP, nullable=False),
+)
+
+
+class SourceFileMissing(FileNotFoundError):
+    """An export file (or folder) the load needs does not exist; the message names the path."""
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: pa.DataType
+    parse: Parser
+    required: bool = True
+
+    def field(self) -> pa.Field:
+        return pa.field(self.name, self.type, nullable=not self.required)
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """One export file to read, and the bronze file (within the source's folder) it lands in."""
+
+    path: str
+    bronze_file: str
+    export_date: date | None = None
+
+
+class FileLayout(Protocol):
+    def files(self, exports_dir: str | Path, start: date, end: date) -> list[SourceFile]:
+        """The export files to load for the window ``[start, end]``; raises SourceFileMissing."""
+        ...
+
+
+@dataclass(frozen=True)
+class FullSnapshot:
+    """One file that always holds the whole table (a database extract): the window is ignored and
+    the file replaces the single bronze snapshot."""
+
+    filename: str
+
+    def files(self, exports_dir: str | Path, start: date, end: date) -> list[SourceFile]:
+        path = FileSystems.join(str(exports_dir), self.filename)
+        if not FileSystems.exists(path):
+            raise SourceFileMissing(f"export file not found: {path}")
+        return [SourceFile(path=path, bronze_file=SNAPSHOT_FILE)]
+
+
+@dataclass(frozen=True)
+class DailyFiles:
+    """One file per export date, ``<folder>/<prefix>YYYY-MM-DD.csv``; each lands in its own bronze
+    file ``date=YYYY-MM-DD.parquet``, replaced when that date is loaded again.
+
+    The window selects the files whose date lies in ``[start, end]``; days without a file (weekends,
+    days not exported yet) load nothing, so a wide window loads every export the folder holds. A
+    missing folder is an error. Files whose name is not ``<prefix><valid date>.csv`` are ignored."""
+
+    folder: str
+    prefix: str
+
+    def files(self, exports_dir: str | Path, start: date, end: date) -> list[SourceFile]:
+        check_window(start, end)
+        folder = FileSystems.join(str(exports_dir), self.folder)
+        if not FileSystems.exists(folder):
+            raise SourceFileMissing(f"export folder not found: {folder}")
+        pattern = FileSystems.join(folder, f"{self.prefix}*.csv")
+        [matched] = FileSystems.match([pattern])
+        found: list[SourceFile] = []
+        for path in sorted(metadata.path for metadata in matched.metadata_list):
+            day = export_date(path, self.prefix)
+            if day is not None and start <= day <= end:
+                found.append(SourceFile(path, daily_bronze_file(day), export_date=day))
+        return found
+
+
+def export_date(path: str, prefix: str) -> date | None:
+    """The date in a daily export's file name, or None when the name does not carry one."""
+    name = path.replace("\\", "/").rsplit("/", 1)[-1]
+    match = re.fullmatch(re.escape(prefix) + r"(\d{4}-\d{2}-\d{2})\.csv", name)
+    if match is None:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def check_window(start: date, end: date) -> None:
+    if start > end:
+        raise ValueError(f"window start {start.isoformat()} is after end {end.isoformat()}")
+
+
+def daily_bronze_file(day: date) -> str:
+    return f"date={day.isoformat()}.parquet"
+
+
+# A check over a whole typed row (after every field parsed), given the file's export date.
+RowCheck = Callable[[Mapping[str, Any], "date | None"], None]
+
+
+@dataclass(frozen=True)
+class BatchSource:
+    name: str
+    columns: tuple[Column, ...]
+    key: tuple[str, ...]
+    layout: FileLayout
+    row_checks: tuple[RowCheck, ...] = ()
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(column.name for column in self.columns)
+
+    @property
+    def schema(self) -> pa.Schema:
+        """The bronze table: the typed columns, then the lineage columns."""
+        return pa.schema([column.field() for column in self.columns] + list(LINEAGE_FIELDS))
+
+
+def date_matches_export(row: Mapping[str, Any], export_date: date | None) -> None:
+    """A daily file holds that day's rows only, so that reloading a date replaces all of it."""
+    if export_date is not None and row["date"] != export_date:
+        raise FieldError(
+            "date", row["date"].isoformat(), f"is not the file's export date {export_date.isoformat()}"
+        )
+
+
+PLAYERS = BatchSource(
+    name="players",
+    columns=(
+        Column("player_id", pa.string(), parse_string),
+        Column("game_id", pa.string(), parse_string),
+        Column("created_at", TIMESTAMP, parse_timestamp),
+        Column("country", pa.string(), parse_string, required=False),
+        Column("acquisition_channel", pa.string(), parse_string, required=False),
+        Column("is_test_account", pa.bool_(), parse_bool),
+        Column("updated_at", TIMESTAMP, parse_timestamp),
+    ),
+    key=("player_id",),
+    layout=FullSnapshot("players.csv"),
+)
+
+STORE_ITEMS = BatchSource(
+    name="store_items",
+    columns=(
+        Column("sku", pa.string(), parse_string),
+        Column("game_id", pa.string(), parse_string),
+        Column("item_name", pa.string(), parse_string),
+        Column("item_type", pa.string(), parse_string),
+        Column("list_price_usd", USD_AMOUNT, non_negative(decimal_parser(18, 6))),
+        Column("updated_at", TIMESTAMP, parse_timestamp),
+    ),
+    key=("sku",),
+    layout=FullSnapshot("store_items.csv"),
+)
+
+FX_RATES = BatchSource(
+    name="fx_rates",
+    columns=(
+        Column("date", pa.date32(), parse_date),
+        Column("currency", pa.string(), parse_currency),
+        Column("usd_per_unit", FX_RATE, positive(decimal_parser(38, 9))),
+    ),
+    key=("date", "currency"),
+    layout=DailyFiles(folder="fx_rates", prefix="fx_rates_"),
+    row_checks=(date_matches_export,),
+)
+
+BATCH_SOURCES: dict[str, BatchSource] = {s.name: s for s in (PLAYERS, STORE_ITEMS, FX_RATES)}
+
+
+def get_source(name: str) -> BatchSource:
+    try:
+        return BATCH_SOURCES[name]
+    except KeyError:
+        raise ValueError(
+            f"source {name!r} is not a batch source (expected one of {', '.join(BATCH_SOURCES)})"
+        ) from None

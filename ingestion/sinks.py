@@ -1,0 +1,395 @@
+"""Where validated events and rejections go: the bronze tables ``game_events`` and
+``game_events_rejected``, either as local Parquet files (the embedded twin) or in BigQuery.
+
+The rows are plain values built by pure functions from the validator's output and the facts of
+the delivery (message id, publish time, attributes, ingest time); a sink only stores them.
+"""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import re
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import orjson
+import pyarrow as pa
+
+from ingestion import landing
+from ingestion.events import Rejection, ValidEvent
+from ingestion.settings import Settings
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+    from google.cloud import bigquery
+
+GAME_EVENTS: Final = "game_events"
+GAME_EVENTS_REJECTED: Final = "game_events_rejected"
+
+_TS: Final = pa.timestamp("us", tz="UTC")
+
+GAME_EVENTS_SCHEMA: Final = pa.schema(
+    [
+        pa.field("event_id", pa.string(), nullable=False),
+        pa.field("event_name", pa.string(), nullable=False),
+        pa.field("event_timestamp", _TS, nullable=False),
+        pa.field("game_id", pa.string(), nullable=False),
+        pa.field("player_id", pa.string(), nullable=False),
+        pa.field("session_id", pa.string(), nullable=False),
+        pa.field("platform", pa.string(), nullable=False),
+        pa.field("app_version", pa.string()),
+        pa.field("country", pa.string()),
+        pa.field("schema_version", pa.int64(), nullable=False),
+        pa.field("params", pa.string()),  # JSON text
+        pa.field("payload", pa.string(), nullable=False),  # raw event JSON text
+        pa.field("message_id", pa.string(), nullable=False),
+        pa.field("publish_time", _TS, nullable=False),
+        pa.field("ingested_at", _TS, nullable=False),
+    ]
+)
+
+GAME_EVENTS_REJECTED_SCHEMA: Final = pa.schema(
+    [
+        pa.field("message_id", pa.string(), nullable=False),
+        pa.field("publish_time", _TS, nullable=False),
+        pa.field("ingested_at", _TS, nullable=False),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("error_message", pa.string(), nullable=False),
+        pa.field("event_index", pa.int64()),  # null = the whole message
+        pa.field("payload", pa.string(), nullable=False),
+        pa.field("payload_encoding", pa.string(), nullable=False),  # utf8 | base64
+        pa.field("attributes", pa.string(), nullable=False),  # JSON text
+    ]
+)
+
+# insertAll accepts 10 MB and 50,000 rows per request; stay well below both.
+BQ_MAX_ROWS_PER_REQUEST: Final = 500
+BQ_MAX_BYTES_PER_REQUEST: Final = 5 * 1024 * 1024
+
+
+class TransientSinkError(RuntimeError):
+    """The store is unavailable for now (5xx, rate limit, transport); delivery should be retried."""
+
+
+class SinkRowError(RuntimeError):
+    """The store refused specific rows; the message names them."""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """Facts about one Pub/Sub delivery that every bronze row carries."""
+
+    message_id: str
+    publish_time: datetime  # tz-aware
+    ingested_at: datetime  # tz-aware
+    attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class BronzeEvent:
+    """One row of ``game_events`` (field order = column order)."""
+
+    event_id: str
+    event_name: str
+    event_timestamp: datetime
+    game_id: str
+    player_id: str
+    session_id: str
+    platform: str
+    app_version: str | None
+    country: str | None
+    schema_version: int
+    params: str | None
+    payload: str
+    message_id: str
+    publish_time: datetime
+    ingested_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class BronzeRejection:
+    """One row of ``game_events_rejected`` (field order = column order)."""
+
+    message_id: str
+    publish_time: datetime
+    ingested_at: datetime
+    error_type: str
+    error_message: str
+    event_index: int | None
+    payload: str
+    payload_encoding: str
+    attributes: str
+
+
+for _cls, _schema in ((BronzeEvent, GAME_EVENTS_SCHEMA), (BronzeRejection, GAME_EVENTS_REJECTED_SCHEMA)):
+    if [f.name for f in dataclasses.fields(_cls)] != _schema.names:
+        raise AssertionError(f"{_cls.__name__}: fields differ from the Arrow schema's columns")
+
+
+class Sink(Protocol):
+    """Stores bronze rows. Raises ``TransientSinkError`` when a retry may succeed."""
+
+    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+        ...
+
+
+# --------------------------------------------------------------------------------------------
+# Rows (pure)
+# --------------------------------------------------------------------------------------------
+
+
+def encode_payload(data: bytes) -> tuple[str, str]:
+    """Raw bytes as text: ``(text, "utf8")`` when valid UTF-8, else ``(base64, "base64")``."""
+    try:
+        return data.decode("utf-8"), "utf8"
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii"), "base64"
+
+
+def bronze_event(event: ValidEvent, delivery: Delivery) -> BronzeEvent:
+    return BronzeEvent(
+        event_id=event.event_id,
+        event_name=event.event_name,
+        event_timestamp=event.event_timestamp,
+        game_id=event.game_id,
+        player_id=event.player_id,
+        session_id=event.session_id,
+        platform=event.platform,
+        app_version=event.app_version,
+        country=event.country,
+        schema_version=event.schema_version,
+        params=None if event.params is None else event.params.decode("utf-8"),
+        payload=event.payload.decode("utf-8"),
+        message_id=delivery.message_id,
+        publish_time=delivery.publish_time,
+        ingested_at=delivery.ingested_at,
+    )
+
+
+def bronze_rejection(rejection: Rejection, delivery: Delivery) -> BronzeRejection:
+    payload, encoding = encode_payload(rejection.payload)
+    return BronzeRejection(
+        message_id=delivery.message_id,
+        publish_time=delivery.publish_time,
+        ingested_at=delivery.ingested_at,
+        error_type=rejection.error_type,
+        error_message=rejection.error_message,
+        event_index=rejection.event_index,
+        payload=payload,
+        payload_encoding=encoding,
+        attributes=orjson.dumps(dict(delivery.attributes), option=orjson.OPT_SORT_KEYS).decode(),
+    )
+
+
+def bronze_rows(
+    delivery: Delivery, events: Sequence[ValidEvent], rejections: Sequence[Rejection]
+) -> tuple[list[BronzeEvent], list[BronzeRejection]]:
+    return (
+        [bronze_event(e, delivery) for e in events],
+        [bronze_rejection(r, delivery) for r in rejections],
+    )
+
+
+def to_arrow(rows: Sequence[BronzeEvent] | Sequence[BronzeRejection], schema: pa.Schema) -> pa.Table:
+    """Rows -> an Arrow table with exactly ``schema`` (column per dataclass field)."""
+    columns = [pa.array([getattr(r, f.name) for r in rows], type=f.type) for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _bq_timestamp(value: datetime) -> str:
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M:%S.%f} UTC"
+
+
+def bigquery_json(row: BronzeEvent | BronzeRejection) -> dict[str, Any]:
+    """A row as the JSON object insertAll expects (timestamps in BigQuery's canonical form)."""
+    return {
+        f.name: _bq_timestamp(v) if isinstance(v := getattr(row, f.name), datetime) else v
+        for f in dataclasses.fields(row)
+    }
+
+
+def chunks(
+    rows: Sequence[Any],
+    max_rows: int,
+    max_bytes: int,
+    size: Callable[[Any], int] | None = None,
+) -> Iterator[tuple[int, Sequence[Any]]]:
+    """Split ``rows`` into ``(offset, chunk)`` pieces of at most ``max_rows`` rows and about
+    ``max_bytes`` bytes (``size(row)`` estimates a row; a single larger row still goes alone)."""
+    start, total = 0, 0
+    for i, row in enumerate(rows):
+        n = size(row) if size else 0
+        if i > start and (i - start >= max_rows or total + n > max_bytes):
+            yield start, rows[start:i]
+            start, total = i, 0
+        total += n
+    if start < len(rows):
+        yield start, rows[start:]
+
+
+# --------------------------------------------------------------------------------------------
+# Local landing area
+# --------------------------------------------------------------------------------------------
+
+_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def landing_file_name(message_id: str) -> str:
+    """A unique Parquet file name that still tells which message it came from."""
+    safe = _UNSAFE_NAME.sub("_", message_id)[:80] or "message"
+    return f"{safe}-{uuid.uuid4().hex}.parquet"
+
+
+class LocalSink:
+    """Writes one Parquet file per call and table under ``landing_dir/<table>/<ingest date>/``.
+
+    Every file is written under a temporary name and renamed into place, so a reader globbing
+    ``<table>/**/*.parquet`` sees whole files only. The sink holds no mutable state, so any
+    number of threads may call ``write`` at once.
+    """
+
+    def __init__(self, landing_dir: Path) -> None:
+        self.landing_dir = Path(landing_dir)
+        landing.ensure_table(self.landing_dir / GAME_EVENTS, GAME_EVENTS_SCHEMA)
+        landing.ensure_table(self.landing_dir / GAME_EVENTS_REJECTED, GAME_EVENTS_REJECTED_SCHEMA)
+
+    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+        for table, rows, schema in (
+            (GAME_EVENTS, events, GAME_EVENTS_SCHEMA),
+            (GAME_EVENTS_REJECTED, rejections, GAME_EVENTS_REJECTED_SCHEMA),
+        ):
+            if not rows:
+                continue
+            first = rows[0]
+            folder = self.landing_dir / table / f"{first.ingested_at.astimezone(UTC):%Y-%m-%d}"
+            landing.write_table(to_arrow(rows, schema), folder, landing_file_name(first.message_id))
+
+
+# --------------------------------------------------------------------------------------------
+# BigQuery
+# --------------------------------------------------------------------------------------------
+
+
+def _retry(deadline: float | None) -> Retry | None:
+    """The client's own retry policy, cut to ``deadline`` seconds (None: no retry)."""
+    if deadline is None:
+        return None
+    from google.cloud.bigquery import DEFAULT_RETRY
+
+    return DEFAULT_RETRY.with_deadline(deadline)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    import requests
+    from google.api_core import exceptions as api_exceptions
+    from google.auth import exceptions as auth_exceptions
+
+    return isinstance(
+        exc,
+        (
+            api_exceptions.ServerError,
+            api_exceptions.TooManyRequests,
+            api_exceptions.RetryError,
+            auth_exceptions.TransportError,
+            requests.exceptions.ConnectionError,
+            requests.exceptions.Timeout,
+            requests.exceptions.ChunkedEncodingError,
+            ConnectionError,
+            TimeoutError,
+        ),
+    )
+
+
+def describe_insert_errors(
+    table: str, errors: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]], key: str | None
+) -> str:
+    """``insertErrors`` as one readable message naming each refused row."""
+    parts = []
+    for err in errors:
+        index = err.get("index")
+        who = f"row {index}"
+        if key and isinstance(index, int) and 0 <= index < len(rows):
+            who += f" ({key}={rows[index].get(key)!r})"
+        reasons = "; ".join(
+            f"{e.get('reason', '?')}"
+            + (f" at {e['location']}" if e.get("location") else "")
+            + (f": {e['message']}" if e.get("message") else "")
+            for e in err.get("errors", ())
+        )
+        parts.append(f"{who}: {reasons}")
+    return f"{table}: {len(errors)} row(s) refused: " + " | ".join(parts)
+
+
+class BigQuerySink:
+    """Streams rows into ``project.dataset.game_events`` / ``game_events_rejected`` (insertAll).
+
+    Events carry their ``event_id`` as insertId (best-effort deduplication on redelivery);
+    rejections carry none.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        dataset: str,
+        *,
+        client: bigquery.Client | None = None,
+        retry_deadline: float | None = 30.0,
+        timeout: float | None = 30.0,
+    ) -> None:
+        """``retry_deadline``: seconds the client may spend retrying transient errors before
+        ``TransientSinkError`` is raised and Pub/Sub redelivers (None: do not retry)."""
+        if client is None:
+            from google.cloud import bigquery
+
+            client = bigquery.Client(project=project)
+        self.client = client
+        self.project = project
+        self.dataset = dataset
+        self.retry = _retry(retry_deadline)
+        self.timeout = timeout
+
+    def table_id(self, table: str) -> str:
+        return f"{self.project}.{self.dataset}.{table}"
+
+    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+        self._insert(GAME_EVENTS, [bigquery_json(r) for r in events], key="event_id")
+        self._insert(GAME_EVENTS_REJECTED, [bigquery_json(r) for r in rejections], key=None)
+
+    def _insert(self, table: str, rows: list[dict[str, Any]], key: str | None) -> None:
+        from google.cloud.bigquery import AutoRowIDs
+
+        table_id = self.table_id(table)
+        for offset, chunk in chunks(
+            rows, BQ_MAX_ROWS_PER_REQUEST, BQ_MAX_BYTES_PER_REQUEST, size=_json_size
+        ):
+            row_ids: Any = [r[key] for r in chunk] if key else AutoRowIDs.DISABLED
+            try:
+                errors = self.client.insert_rows_json(
+                    table_id, chunk, row_ids=row_ids, retry=self.retry, timeout=self.timeout
+                )
+            except Exception as exc:
+                if _is_transient(exc):
+                    raise TransientSinkError(f"{table_id}: insertAll failed: {exc}") from exc
+                raise
+            if errors:
+                shifted = [{**e, "index": e.get("index", 0) + offset} for e in errors]
+                raise SinkRowError(describe_insert_errors(table_id, shifted, rows, key))
+
+
+def _json_size(row: Mapping[str, Any]) -> int:
+    return len(orjson.dumps(row)) + 64
+
+
+def sink_from_settings(settings: Settings) -> Sink:
+    """The sink the settings choose: local Parquet files or BigQuery."""
+    if settings.sink == "local":
+        return LocalSink(settings.landing_dir)
+    if settings.sink == "bigquery":
+        if not settings.gcp_project:
+            raise ValueError("gcp_project: required when sink is 'bigquery', got None")
+        return BigQuerySink(settings.gcp_project, settings.bronze_dataset())
+    raise ValueError(f"sink: expected 'local' or 'bigquery', got {settings.sink!r}")

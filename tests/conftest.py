@@ -1,0 +1,59 @@
+"""Services the tests need, started for real on loopback: a Prefect server (SQLite) for the session.
+Each test gets its own data folder (landing area, exports, DuckDB warehouse) through GA_DATA_DIR."""
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import date
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from ingestion.simulator import Simulation, SimulationConfig, simulate
+
+# small, with every fault made frequent enough to be seen: duplicates, duplicate transactions,
+# late events, invalid events and whole broken messages, test accounts
+SMALL = SimulationConfig(
+    seed=11,
+    start_date=date(2026, 1, 1),
+    days=12,
+    players_per_game=40,
+    test_account_share=0.1,
+    duplicate_rate=0.05,
+    duplicate_transaction_rate=0.3,
+    late_rate=0.05,
+    invalid_rate=0.03,
+    malformed_rate=0.02,
+    max_events_per_message=20,
+)
+
+# Prefect's client-side home (profiles, local result storage) stays out of the user's ~/.prefect
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="ga-tests-"))
+os.environ.setdefault("PREFECT_HOME", str(_SESSION_DIR / "prefect-client"))
+os.environ.pop("PREFECT_API_URL", None)
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect server for the whole session; every flow run in the tests is recorded there."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from deployments.local.services import flush_prefect_telemetry, prefect_server
+
+    with prefect_server(_SESSION_DIR / "prefect-server") as api_url:
+        with temporary_settings(updates={PREFECT_API_URL: api_url}):
+            yield api_url
+            flush_prefect_telemetry()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh local platform folder for one test, seen by Settings, dbt and the function alike."""
+    monkeypatch.setenv("GA_DATA_DIR", str(tmp_path))
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def small_sim() -> Simulation:
+    return simulate(SMALL)

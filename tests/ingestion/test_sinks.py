@@ -1,0 +1,325 @@
+"""Bronze rows and the two sinks: local Parquet files (read back with DuckDB) and BigQuery
+(exercised offline through a real client whose HTTP transport is recorded)."""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+import requests
+from google.auth.credentials import AnonymousCredentials
+from google.cloud import bigquery
+
+from ingestion.events import parse_message
+from ingestion.settings import Settings
+from ingestion.sinks import (
+    GAME_EVENTS_REJECTED_SCHEMA,
+    GAME_EVENTS_SCHEMA,
+    BigQuerySink,
+    BronzeEvent,
+    BronzeRejection,
+    Delivery,
+    LocalSink,
+    SinkRowError,
+    TransientSinkError,
+    bronze_rows,
+    chunks,
+    encode_payload,
+    sink_from_settings,
+)
+
+PUBLISH = datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
+INGESTED = datetime(2024, 6, 1, 12, 0, 5, tzinfo=UTC)
+
+
+def raw_event(i: int, **extra: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"00000000-0000-0000-0000-{i:012d}",
+        "event_name": "level_start",
+        "event_timestamp": "2024-06-01T11:00:00Z",
+        "game_id": "g",
+        "player_id": f"p{i}",
+        "session_id": "s",
+        "platform": "ios",
+        "params": {"level": 1},
+        **extra,
+    }
+
+
+def rows(n_valid: int = 2, message_id: str = "m-1") -> tuple[list[BronzeEvent], list[BronzeRejection]]:
+    data = json.dumps({"events": [raw_event(i, extra_field=i) for i in range(n_valid)] + [{"event_id": "bad"}]}).encode()
+    valid, rejected = parse_message(data, PUBLISH)
+    delivery = Delivery(message_id, PUBLISH, INGESTED, {"origin": "test"})
+    return bronze_rows(delivery, valid, rejected)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rows
+# ---------------------------------------------------------------------------------------------
+
+
+def test_rows_carry_delivery_facts() -> None:
+    events, rejections = rows(1)
+    (e,) = events
+    assert (e.message_id, e.publish_time, e.ingested_at) == ("m-1", PUBLISH, INGESTED)
+    assert e.params == '{"level": 1}'  # raw, as sent
+    assert json.loads(e.payload)["extra_field"] == 0
+    (r,) = rejections
+    assert (r.error_type, r.event_index, r.payload_encoding) == ("schema_violation", 1, "utf8")
+    assert json.loads(r.attributes) == {"origin": "test"}
+
+
+def test_payload_encoding() -> None:
+    assert encode_payload(b'{"a": "\xc3\xa9"}') == ('{"a": "é"}', "utf8")
+    assert encode_payload(b"\xff\x00") == ("/wA=", "base64")
+
+
+def test_chunks_respect_rows_and_bytes() -> None:
+    assert [(o, list(c)) for o, c in chunks(list(range(5)), 2, 10**9)] == [(0, [0, 1]), (2, [2, 3]), (4, [4])]
+    assert [(o, list(c)) for o, c in chunks([5, 5, 20, 1], 100, 10, size=lambda r: r)] == [
+        (0, [5, 5]),
+        (2, [20]),
+        (3, [1]),
+    ]
+    assert list(chunks([], 2, 10)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# LocalSink
+# ---------------------------------------------------------------------------------------------
+
+
+def read(landing: Path, table: str) -> list[dict[str, Any]]:
+    query = f"select * from read_parquet('{landing}/{table}/**/*.parquet', union_by_name=true)"
+    with duckdb.connect() as con:
+        result = con.execute(query)
+        names = [d[0] for d in result.description]
+        return [dict(zip(names, row)) for row in result.fetchall()]
+
+
+def test_local_sink_empty_tables_exist_at_construction(tmp_path: Path) -> None:
+    LocalSink(tmp_path)
+    assert read(tmp_path, "game_events") == []
+    assert read(tmp_path, "game_events_rejected") == []
+    assert pq.read_schema(tmp_path / "game_events" / "_empty.parquet").equals(GAME_EVENTS_SCHEMA)
+
+
+def test_local_sink_round_trip(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path)
+    events, rejections = rows(3, message_id="projects/p/messages/42")
+    sink.write(events, rejections)
+    got = sorted(read(tmp_path, "game_events"), key=lambda r: r["event_id"])
+    assert [r["event_id"] for r in got] == [e.event_id for e in events]
+    first = got[0]
+    assert first["event_timestamp"] == datetime(2024, 6, 1, 11, tzinfo=UTC)
+    assert first["publish_time"] == PUBLISH and first["ingested_at"] == INGESTED
+    assert first["schema_version"] == 1 and first["app_version"] is None
+    assert json.loads(first["payload"])["extra_field"] == 0
+    (rej,) = read(tmp_path, "game_events_rejected")
+    assert rej["event_index"] == 3 and rej["error_type"] == "schema_violation"
+    assert rej["payload"] == '{"event_id": "bad"}'
+    files = list((tmp_path / "game_events").glob("2024-06-01/*.parquet"))
+    assert len(files) == 1 and files[0].name.startswith("projects_p_messages_42-")
+    assert pq.read_schema(files[0]).equals(GAME_EVENTS_SCHEMA)
+    assert pq.read_schema(next((tmp_path / "game_events_rejected").glob("2024-*/*.parquet"))).equals(
+        GAME_EVENTS_REJECTED_SCHEMA
+    )
+
+
+def test_local_sink_file_names_unique_and_no_empty_files(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path)
+    events, _ = rows(1)
+    sink.write(events, [])
+    sink.write(events, [])
+    assert len(list((tmp_path / "game_events").glob("*/*.parquet"))) == 2
+    assert list((tmp_path / "game_events_rejected").glob("*/*.parquet")) == []
+
+
+def test_local_sink_binary_rejection_payload(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path)
+    valid, rejected = parse_message(b"\xff\xfe{}", PUBLISH)
+    _, rejection_rows = bronze_rows(Delivery("m", PUBLISH, INGESTED), valid, rejected)
+    sink.write([], rejection_rows)
+    (row,) = read(tmp_path, "game_events_rejected")
+    assert (row["payload"], row["payload_encoding"], row["event_index"]) == ("//57fQ==", "base64", None)
+
+
+def test_local_sink_readable_while_threads_write(tmp_path: Path) -> None:
+    sink = LocalSink(tmp_path)
+    errors: list[BaseException] = []
+    n_writers, per_writer, batch = 4, 25, 20
+
+    def writer(w: int) -> None:
+        try:
+            for k in range(per_writer):
+                events, rejections = rows(batch, message_id=f"w{w}-{k}")
+                sink.write(events, rejections)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(w,)) for w in range(n_writers)]
+    for t in threads:
+        t.start()
+    seen: list[int] = []
+    with duckdb.connect() as con:
+        query = f"select count(*) from read_parquet('{tmp_path}/game_events/**/*.parquet', union_by_name=true)"
+        while any(t.is_alive() for t in threads) or not seen:
+            seen.append(con.execute(query).fetchone()[0])  # type: ignore[index]
+        for t in threads:
+            t.join()
+        final = con.execute(query).fetchone()[0]  # type: ignore[index]
+    assert not errors
+    assert seen == sorted(seen)  # never goes backwards, never sees a partial file
+    assert all(c % batch == 0 for c in seen)
+    assert final == n_writers * per_writer * batch
+    assert len(seen) > 1
+
+
+def test_sink_from_settings(tmp_path: Path) -> None:
+    sink = sink_from_settings(Settings(data_dir=tmp_path, sink="local"))
+    assert isinstance(sink, LocalSink) and sink.landing_dir == tmp_path / "landing"
+    with pytest.raises(ValueError, match="gcp_project"):
+        sink_from_settings(Settings(data_dir=tmp_path, sink="bigquery"))
+
+
+# ---------------------------------------------------------------------------------------------
+# BigQuerySink through a real client and a recorded transport
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FakeSession:
+    """Stands in for the authorized ``requests.Session`` the BigQuery client talks through."""
+
+    responses: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    is_mtls: bool = False
+
+    def request(self, method: str, url: str, data: Any = None, headers: Any = None, **kwargs: Any) -> requests.Response:
+        body = json.loads(data) if data else None
+        self.requests.append({"method": method, "url": url, "json": body})
+        status, payload = self.responses.pop(0) if self.responses else (200, {})
+        response = requests.Response()
+        response.status_code = status
+        response._content = json.dumps(payload).encode()
+        response.headers["Content-Type"] = "application/json"
+        response.url = url
+        response.request = requests.Request(method, url).prepare()
+        return response
+
+
+def bq_sink(session: FakeSession, retry_deadline: float | None = None) -> BigQuerySink:
+    client = bigquery.Client(project="proj", credentials=AnonymousCredentials(), _http=session)
+    return BigQuerySink("proj", "game_analytics_bronze", client=client, retry_deadline=retry_deadline)
+
+
+def test_bigquery_sink_sends_rows_with_insert_ids() -> None:
+    session = FakeSession()
+    events, rejections = rows(2)
+    bq_sink(session).write(events, rejections)
+
+    assert len(session.requests) == 2
+    ev_req, rej_req = session.requests
+    assert ev_req["method"] == "POST"
+    assert urlsplit(ev_req["url"]).path == (
+        "/bigquery/v2/projects/proj/datasets/game_analytics_bronze/tables/game_events/insertAll"
+    )
+    assert ev_req["json"] == {
+        "rows": [
+            {
+                "insertId": e.event_id,
+                "json": {
+                    "event_id": e.event_id,
+                    "event_name": "level_start",
+                    "event_timestamp": "2024-06-01 11:00:00.000000 UTC",
+                    "game_id": "g",
+                    "player_id": e.player_id,
+                    "session_id": "s",
+                    "platform": "ios",
+                    "app_version": None,
+                    "country": None,
+                    "schema_version": 1,
+                    "params": '{"level": 1}',
+                    "payload": e.payload,
+                    "message_id": "m-1",
+                    "publish_time": "2024-06-01 12:00:00.123456 UTC",
+                    "ingested_at": "2024-06-01 12:00:05.000000 UTC",
+                },
+            }
+            for e in events
+        ]
+    }
+    assert urlsplit(rej_req["url"]).path.endswith("/tables/game_events_rejected/insertAll")
+    (rej_row,) = rej_req["json"]["rows"]
+    assert rej_row["insertId"] is None
+    assert rej_row["json"]["error_type"] == "schema_violation"
+    assert rej_row["json"]["event_index"] == 2
+    assert rej_row["json"]["payload_encoding"] == "utf8"
+
+
+def test_bigquery_sink_skips_empty_tables() -> None:
+    session = FakeSession()
+    events, _ = rows(1)
+    bq_sink(session).write(events, [])
+    assert [urlsplit(r["url"]).path.split("/")[-2] for r in session.requests] == ["game_events"]
+
+
+def test_bigquery_sink_row_errors_name_the_rows() -> None:
+    insert_errors = {
+        "insertErrors": [
+            {"index": 1, "errors": [{"reason": "invalid", "location": "params", "message": "bad JSON"}]}
+        ]
+    }
+    session = FakeSession(responses=[(200, insert_errors)])
+    events, rejections = rows(2)
+    with pytest.raises(SinkRowError) as info:
+        bq_sink(session).write(events, rejections)
+    message = str(info.value)
+    assert "proj.game_analytics_bronze.game_events" in message
+    assert f"row 1 (event_id='{events[1].event_id}')" in message
+    assert "invalid at params: bad JSON" in message
+    assert len(session.requests) == 1  # rejections not attempted after a failure
+
+
+def test_bigquery_sink_503_is_transient() -> None:
+    session = FakeSession(responses=[(503, {"error": {"code": 503, "message": "Backend unavailable", "errors": [{"reason": "backendError"}]}})])
+    events, rejections = rows(1)
+    with pytest.raises(TransientSinkError, match="game_events"):
+        bq_sink(session).write(events, rejections)
+
+
+def test_bigquery_sink_retries_within_its_deadline() -> None:
+    session = FakeSession(responses=[(503, {"error": {"code": 503, "message": "try again"}}), (200, {})])
+    events, _ = rows(1)
+    bq_sink(session, retry_deadline=10.0).write(events, [])
+    assert len(session.requests) == 2
+    assert session.requests[0]["json"] == session.requests[1]["json"]
+
+
+def test_bigquery_sink_client_errors_are_not_transient() -> None:
+    session = FakeSession(responses=[(404, {"error": {"code": 404, "message": "Not found: Table"}})])
+    events, _ = rows(1)
+    with pytest.raises(Exception) as info:
+        bq_sink(session).write(events, [])
+    assert not isinstance(info.value, TransientSinkError)
+    assert "Not found" in str(info.value)
+
+
+def test_bigquery_sink_transport_error_is_transient() -> None:
+    class Broken(FakeSession):
+        def request(self, *args: Any, **kwargs: Any) -> requests.Response:
+            raise requests.exceptions.ConnectionError("connection reset")
+
+    events, _ = rows(1)
+    with pytest.raises(TransientSinkError, match="connection reset"):
+        bq_sink(Broken()).write(events, [])
+
+
+
