@@ -52,7 +52,7 @@ def dbt_args(
     target_path: Path | None = None,
 ) -> list[str]:
     """The argument list of one dbt invocation; the date window goes to dbt as vars."""
-    args = [command, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", target]
+    args = [*command.split(), "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", target]
     if target_path is not None:
         args += ["--target-path", str(target_path)]
     if select:
@@ -78,14 +78,41 @@ def dbt_env(settings: Settings) -> dict[str, str]:
                 **({"GA_GCP_PROJECT": settings.gcp_project} if settings.gcp_project else {}))
 
 
-def invoke(args: list[str], settings: Settings, on_line: Callable[[str], None] = print,
+@dataclass(frozen=True)
+class LogLine:
+    """One line of dbt's structured log: the readable message and, when it reports a node's
+    outcome, that node's info (unique_id, node_status, resource_type, ...)."""
+
+    message: str
+    level: str = "info"
+    node: dict[str, Any] | None = None
+
+
+# the events in dbt's JSON log that report a node's final outcome
+NODE_RESULT_EVENTS = {"LogModelResult", "LogTestResult", "LogSeedResult", "LogSnapshotResult",
+                      "LogFreshnessResult", "SkippingDetails", "LogNodeNoOpResult", "RunResultError"}
+
+
+def parse_log_line(line: str) -> LogLine:
+    try:
+        record = json.loads(line)
+        info = record["info"]
+    except (ValueError, KeyError, TypeError):
+        return LogLine(line)
+    data = record.get("data") or {}
+    node = data.get("node_info") if info.get("name") in NODE_RESULT_EVENTS else None
+    return LogLine(info.get("msg", ""), info.get("level", "info"), node or None)
+
+
+def invoke(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
            timeout_s: float | None = None) -> int:
-    """Run the dbt CLI as a child process, streaming its log lines; return its exit code.
+    """Run the dbt CLI as a child process, streaming its structured log; return its exit code.
 
     A child process, not dbt's in-process runner: a timeout really stops it (the process is
     killed), it holds no warehouse connection or global state in the caller, and it costs what a
-    plain ``dbt build`` costs."""
-    cmd = [str(Path(sys.executable).with_name("dbt")), *args]
+    plain ``dbt build`` costs (in-process runners that make a Prefect task per node cost several
+    times that on this project's size)."""
+    cmd = [str(Path(sys.executable).with_name("dbt")), "--log-format", "json", "--no-use-colors", *args]
     with subprocess.Popen(cmd, env=dbt_env(settings), cwd=DBT_DIR, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, start_new_session=True) as proc:
         timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
@@ -93,7 +120,7 @@ def invoke(args: list[str], settings: Settings, on_line: Callable[[str], None] =
             timer.start()
         try:
             for line in proc.stdout:  # type: ignore[union-attr]
-                on_line(line.rstrip())
+                on_log(parse_log_line(line.rstrip()))
             code = proc.wait()
         finally:
             if timer:
@@ -105,10 +132,10 @@ def invoke(args: list[str], settings: Settings, on_line: Callable[[str], None] =
     return code
 
 
-def run_dbt(args: list[str], settings: Settings, on_line: Callable[[str], None] = print,
+def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
             timeout_s: float | None = None) -> list[NodeResult]:
     """Run one dbt command; return one result per node, or raise DbtFailure naming the failing ones."""
-    code = invoke(args, settings, on_line, timeout_s)
+    code = invoke(args, settings, on_log, timeout_s)
     nodes = read_run_results(target_dir(args))
     if code != 0:
         failed = [n.unique_id for n in nodes if n.status in FAILED_STATUSES]
@@ -121,8 +148,9 @@ def target_dir(args: list[str]) -> Path:
 
 
 def read_run_results(target: Path) -> list[NodeResult]:
-    path = target / "run_results.json"
-    if not path.exists():
+    """The node results dbt left in a target folder (`sources.json` for source freshness)."""
+    path = next((target / name for name in ("run_results.json", "sources.json") if (target / name).exists()), None)
+    if path is None:
         return []
     return [
         NodeResult(
@@ -139,9 +167,9 @@ def read_run_results(target: Path) -> list[NodeResult]:
 def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[dict[str, Any]]:
     """Rows of a model or analysis, read through dbt itself, so it works on either warehouse."""
     lines: list[str] = []
-    args = ["--quiet", *dbt_args("show", target=target, select=[node]), "--limit", str(limit), "--output", "json"]
-    code = invoke(args, settings, on_line=lines.append)
-    text = "\n".join(lines)
-    if code != 0:
-        raise DbtFailure("show", [node], text[-2000:])
-    return json.loads(text[text.index("{"):])["show"]
+    args = dbt_args("show", target=target, select=[node]) + ["--limit", str(limit), "--output", "json"]
+    code = invoke(args, settings, on_log=lambda line: lines.append(line.message))
+    preview = next((line for line in lines if line.lstrip().startswith("{") and '"show"' in line), None)
+    if code != 0 or preview is None:
+        raise DbtFailure("show", [node], "\n".join(lines[-20:]))
+    return json.loads(preview)["show"]

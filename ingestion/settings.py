@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -23,11 +24,32 @@ class Settings(BaseSettings):
     # dbt target and batch runner: the embedded twin or Google Cloud
     target: Literal["local", "bigquery"] = "local"
 
+    # the Prefect notification block failure alerts go through, as "<block-type-slug>/<name>"
+    # (registered by blocks/register.py: slack-webhook/... or custom-webhook/...)
+    notify_block: str = "slack-webhook/game-analytics-alerts"
+
     # Google Cloud (production)
     gcp_project: str | None = None
     gcp_region: str = "europe-west1"
     bq_dataset_prefix: str = "game_analytics"
     bq_location: str = "EU"
+
+    # Batch loads (ingestion/batch): their sources
+    # the studio's operational database (players, store_items): a libpq DSN or URI. Unset: those
+    # sources are read from their CSV extract files in the exports folder instead.
+    postgres_dsn: str | None = None
+    postgres_schema: str = "public"
+    # key ranges each database table is split into, read in parallel
+    read_ranges: int = Field(default=4, ge=1, le=256)
+    # where the daily exports (fx_rates) live in production: gs://bucket/prefix
+    exports_url: str | None = None
+
+    # Dataflow (target=bigquery): the batch load's Flex Template spec, and the job's environment
+    dataflow_template_path: str | None = None  # gs://bucket/templates/batch-load.json
+    dataflow_sdk_image: str | None = None  # the template's image, also run by the workers
+    dataflow_temp_location: str | None = None  # gs://bucket/tmp
+    dataflow_service_account: str | None = None
+    dataflow_max_workers: int = Field(default=4, ge=1)
 
     @property
     def landing_dir(self) -> Path:

@@ -57,3 +57,26 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def small_sim() -> Simulation:
     return simulate(SMALL)
+
+
+TINY = SimulationConfig(seed=5, start_date=date(2026, 3, 2), days=4, players_per_game=12, games=("tiny_game",))
+
+
+@pytest.fixture(scope="session")
+def tiny_sim() -> Simulation:
+    return simulate(TINY)
+
+
+def land_simulation(sim: Simulation, data_dir: Path) -> None:
+    """Put a simulation's events into the local bronze through the function's own handler (in
+    process, no server) and write its batch exports: the starting point of flow tests."""
+    from ingestion.settings import Settings
+    from ingestion.sinks import LocalSink
+    from ingestion.streaming.handler import handle_message
+
+    settings = Settings(data_dir=data_dir)
+    sink = LocalSink(settings.landing_dir)
+    for message in sim.messages:
+        handle_message(message.data, message.attributes, message.message_id, message.publish_time, sink,
+                       emit=lambda line: None)
+    sim.write_exports(settings.exports_dir)

@@ -12,7 +12,7 @@ import pytest
 
 from deployments.local.report import DAILY_KPI_COLUMNS, mismatches, read_mart
 from deployments.local.services import function_server
-from flows.pipeline import PipelineParameters, game_analytics_pipeline
+from flows.pipeline import game_analytics_pipeline
 from ingestion.settings import Settings
 from ingestion.simulator import Simulation
 from ingestion.simulator.deliver import post_to_function
@@ -27,7 +27,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, sma
         small_sim.write_exports(settings.exports_dir)
         with function_server(data_dir) as url:
             post_to_function(small_sim.messages, url)
-        state = game_analytics_pipeline(PipelineParameters(), return_state=True)
+        state = game_analytics_pipeline(return_state=True)
         yield settings, state
 
 

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    from flows.pipeline import PipelineParameters, game_analytics_pipeline
+    from flows.pipeline import game_analytics_pipeline
     from deployments.local.report import kpi_report
 
     with prefect_server(settings.data_dir / "prefect", port=PREFECT_PORT) as api_url:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             post_to_function(sim.messages, function_url)
             print(f"Streamed them through the Cloud Function at {function_url} in {time.monotonic() - t1:.1f} s")
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            game_analytics_pipeline(PipelineParameters())
+            game_analytics_pipeline()
             flush_prefect_telemetry()
     print()
     print(kpi_report(settings))

@@ -1,36 +1,37 @@
 """Launching a batch load: the API the orchestration calls.
 
-``run_local`` runs the pipeline in this process on Beam's Python direct runner and writes the
-local landing area. A Dataflow launch (a Flex Template job per source, returning its job id) will
-sit next to it as ``run_dataflow`` with the same signature and the same ``LoadResult``.
+``launch(source, start, end, settings)`` runs the load where ``settings.target`` says:
+
+- ``local``: in this process on Beam's in-process runner, into the local landing area; returns
+  when done, with the row counts;
+- ``bigquery``: on Dataflow, by launching the batch load's Flex Template; returns as soon as the
+  job is accepted, with its job id (follow it with :class:`ingestion.batch.dataflow.DataflowJobs`).
+
+``players`` and ``store_items`` are read from the operational database when ``GA_POSTGRES_DSN`` is
+set, from their CSV extracts otherwise; ``fx_rates`` from its daily export files.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
-import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner
 
-from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE, build_pipeline
-from ingestion.batch.sources import check_window, get_source
-from ingestion.batch.staging import promote, staged_rows, staging_area
+from ingestion.batch.dataflow import FlexLaunch, TemplatesClient, default_templates_client, job_labels, job_name
+from ingestion.batch.dataflow import launch_flex_template
+from ingestion.batch.load import LoadResult, run_to_landing
+from ingestion.batch.options import LoadSpec
+from ingestion.batch.pipeline import DatabaseRead
+from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
 from ingestion.settings import Settings
 
-SOURCES: tuple[str, ...] = ("players", "store_items", "fx_rates")
+SOURCES: tuple[str, ...] = tuple(BATCH_SOURCES)  # players, store_items, fx_rates
 
 LOCAL_RUNNER = "DirectRunner"
+DATAFLOW_RUNNER = "DataflowRunner"
 
-
-@dataclass(frozen=True)
-class LoadResult:
-    source: str
-    rows_loaded: int
-    rows_rejected: int
-    runner: str
-    job_id: str | None
+__all__ = ["SOURCES", "LoadResult", "launch", "run_local", "launch_dataflow", "local_runner", "local_options"]
 
 
 def local_runner() -> PipelineRunner:
@@ -48,27 +49,111 @@ def local_options() -> PipelineOptions:
     return PipelineOptions(flags=[], direct_num_workers=1, direct_running_mode="in_memory")
 
 
-def run_local(source: str, start: date, end: date, settings: Settings) -> LoadResult:
-    """Load ``source`` from ``settings.exports_dir`` into ``settings.landing_dir`` and return when
-    done. Snapshots ignore the window; daily sources load the files dated within ``[start, end]``.
-
-    Raises SourceFileMissing (naming the path) before anything is written when an export is
-    missing; any failure leaves bronze as it was."""
+def local_spec(source: str, start: date, end: date, settings: Settings) -> LoadSpec:
     batch_source = get_source(source)
     check_window(start, end)
-    files = batch_source.layout.files(settings.exports_dir, start, end)
-    if not files:
-        return LoadResult(source, 0, 0, LOCAL_RUNNER, None)
-    loaded_at = datetime.now(timezone.utc)
-    landing = settings.landing_dir
-    with staging_area(landing, f"batch-{source}") as staging:
-        with beam.Pipeline(runner=local_runner(), options=local_options()) as pipeline:
-            build_pipeline(pipeline, batch_source, files, loaded_at, staging)
-        rows_loaded = staged_rows(staging, source)
-        rows_rejected = staged_rows(staging, REJECTED_TABLE)
-        promote(staging, landing, {source: batch_source.schema, REJECTED_TABLE: REJECTED_SCHEMA})
-    return LoadResult(source, rows_loaded, rows_rejected, LOCAL_RUNNER, None)
+    database = None
+    if settings.postgres_dsn and batch_source.database is not None:
+        database = DatabaseRead(settings.postgres_dsn, settings.postgres_schema, settings.read_ranges)
+    return LoadSpec(
+        source=batch_source,
+        start=start,
+        end=end,
+        sink="local",
+        loaded_at=datetime.now(timezone.utc),
+        exports_location=str(settings.exports_dir),
+        database=database,
+        landing_dir=str(settings.landing_dir),
+    )
 
 
-# run_dataflow(source, start, end, settings) -> LoadResult: launches the source's Flex Template on
-# Dataflow (settings.gcp_project, settings.gcp_region), waits for it, returns its job id. To come.
+def run_local(source: str, start: date, end: date, settings: Settings) -> LoadResult:
+    """Load ``source`` into ``settings.landing_dir`` in this process and return when done.
+    Snapshots ignore the window; daily sources load the files dated within ``[start, end]``.
+
+    Raises, before anything is written: SourceFileMissing naming the path of a missing export,
+    DatabaseUnreachable naming the host and database. Any failure leaves bronze as it was."""
+    spec = local_spec(source, start, end, settings)
+    return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER)
+
+
+def flex_parameters(source: str, start: date, end: date, settings: Settings) -> dict[str, str]:
+    """The Flex Template parameters (names as in deployments/dataflow/metadata.json) of a load."""
+    batch_source = get_source(source)
+    parameters = {
+        "source": source,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "sink": "bigquery",
+        "bigquery_dataset": settings.bronze_dataset(),
+        "read_ranges": str(settings.read_ranges),
+    }
+    if settings.gcp_project:
+        parameters["bigquery_project"] = settings.gcp_project
+    if batch_source.database is not None and settings.postgres_dsn:
+        parameters["postgres_dsn"] = settings.postgres_dsn
+        parameters["postgres_schema"] = settings.postgres_schema
+    elif settings.exports_url:
+        parameters["exports_location"] = settings.exports_url
+    else:
+        needs = "GA_EXPORTS_URL" if batch_source.database is None else "GA_POSTGRES_DSN or GA_EXPORTS_URL"
+        raise ValueError(f"a Dataflow load of {source} needs {needs}")
+    return parameters
+
+
+def check_export_files(source: str, start: date, end: date, exports_url: str | None) -> None:
+    """Before launching: the export folder or file the job will read exists (raises
+    SourceFileMissing naming the path). The database is checked by the job itself: the workers
+    reach it through the VPC, the orchestrator may not."""
+    if exports_url:
+        get_source(source).layout.files(exports_url, start, end)
+
+
+def launch_dataflow(
+    source: str,
+    start: date,
+    end: date,
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    templates: TemplatesClient | None = None,
+    now: datetime | None = None,
+) -> LoadResult:
+    """Launch the load's Flex Template job and return at once with its job id."""
+    check_window(start, end)
+    if not settings.gcp_project:
+        raise ValueError("a Dataflow load needs GA_GCP_PROJECT")
+    if not settings.dataflow_template_path:
+        raise ValueError("a Dataflow load needs GA_DATAFLOW_TEMPLATE_PATH (gs://.../batch-load.json)")
+    parameters = flex_parameters(source, start, end, settings)
+    check_export_files(source, start, end, parameters.get("exports_location"))
+    request = FlexLaunch(
+        project=settings.gcp_project,
+        region=settings.gcp_region,
+        template_path=settings.dataflow_template_path,
+        job_name=job_name(source, now or datetime.now(timezone.utc)),
+        parameters=parameters,
+        labels=job_labels(source, run_id),
+        temp_location=settings.dataflow_temp_location,
+        service_account=settings.dataflow_service_account,
+        max_workers=settings.dataflow_max_workers,
+        sdk_container_image=settings.dataflow_sdk_image,
+    )
+    job_id = launch_flex_template(templates or default_templates_client(), request)
+    return LoadResult(source, None, None, DATAFLOW_RUNNER, job_id)
+
+
+def launch(
+    source: str,
+    start: date,
+    end: date,
+    settings: Settings,
+    *,
+    run_id: str | None = None,
+    templates: TemplatesClient | None = None,
+) -> LoadResult:
+    """Run the load locally (``settings.target == "local"``; returns when done) or launch it on
+    Dataflow (``"bigquery"``; returns with the job id, labelled with ``run_id``)."""
+    if settings.target == "local":
+        return run_local(source, start, end, settings)
+    return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates)

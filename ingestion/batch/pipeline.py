@@ -1,15 +1,22 @@
-"""The batch ingestion pipeline, one Beam graph for every source.
+"""The batch ingestion pipeline, one Beam graph for every source: a reader, then a sink.
 
-    export files -> CSV rows -> type and validate -> reject duplicated keys -> Arrow record batches
-                                     |                      |                         |
-                                     +--> rejected rows <---+                         |
-                                              |                                       v
-                                              +-----> stage one bronze file per export file,
-                                                      and one file of its rejected rows
+Readers (each yields valid rows as Arrow record batches and rejected rows with their reason, both
+keyed by the bronze file they belong to):
+
+    export files -> CSV rows -> type and validate -> reject duplicated keys -> record batches
+    database table -> plan key ranges in one exported snapshot -> Reshuffle
+                   -> read each range with COPY into Arrow -> type, validate, reject duplicates
+                      (vectorised, a batch at a time)
+
+Sinks (chosen by options):
+
+    local:    stage one Parquet file per bronze file, and one of its rejected rows; the launcher
+              moves them into the landing area once the whole pipeline has succeeded, so a failed
+              run leaves bronze untouched
+    bigquery: batch file loads, WRITE_TRUNCATE into the snapshot table or the date partition
+              (``table$YYYYMMDD``), so a rerun replaces what the first run wrote
 
 Every row read ends up either in bronze or in the rejected output with its reason; none is dropped.
-The pipeline writes only into a staging folder; the launcher moves the staged files into the
-landing area once the whole pipeline has succeeded, so a failed run leaves bronze untouched.
 """
 from __future__ import annotations
 
@@ -19,6 +26,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import apache_beam as beam
@@ -27,7 +35,26 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from ingestion.batch.parsing import FieldError
-from ingestion.batch.sources import TIMESTAMP, BatchSource, SourceFile
+from ingestion.batch.batches import parse_field, type_batch
+from ingestion.batch.postgres import (
+    RangeRead,
+    begin_snapshot,
+    connect,
+    copy_columns,
+    import_snapshot,
+    lineage,
+    plan_ranges,
+    read_range,
+)
+from ingestion.batch.sources import (
+    NO_LINE,
+    TIMESTAMP,
+    BatchSource,
+    DatabaseTable,
+    SourceFile,
+    duplicate_reason,
+    key_of,
+)
 from ingestion.landing import write_table
 
 REJECTED_TABLE = "batch_rejected"
@@ -111,14 +138,9 @@ def type_row(source: BatchSource, raw: RawRow, loaded_at: datetime) -> dict[str,
     row: dict[str, Any] = {}
     problems: list[str] = []
     for column in source.columns:
-        text = raw.values.get(column.name)
-        try:
-            value = column.parse(column.name, text)
-        except FieldError as error:
-            problems.append(str(error))
-            continue
-        if value is None and column.required:
-            problems.append(str(FieldError(column.name, text, "is required but null or empty")))
+        value, problem = parse_field(column, raw.values.get(column.name))
+        if problem is not None:
+            problems.append(problem)
         row[column.name] = value
     if not problems:
         for check in source.row_checks:
@@ -131,18 +153,6 @@ def type_row(source: BatchSource, raw: RawRow, loaded_at: datetime) -> dict[str,
     row["_source"] = raw.file.path
     row["_loaded_at"] = loaded_at
     return row
-
-
-def key_of(source: BatchSource, row: Mapping[str, Any]) -> tuple[str, ...]:
-    return tuple(str(row[name]) for name in source.key)
-
-
-def duplicate_reason(source: BatchSource, key: tuple[str, ...], copies: int) -> str:
-    named = ", ".join(f"{name}={value!r}" for name, value in zip(source.key, key))
-    return (
-        f"duplicate key {named}: {copies} rows share it in one snapshot; "
-        "all copies rejected, none can be told to be the right one"
-    )
 
 
 def rejection(source: BatchSource, raw: RawRow, reason: str, loaded_at: datetime) -> dict[str, Any]:
@@ -252,7 +262,8 @@ def bronze_table(source: BatchSource, batches: Iterable[pa.RecordBatch]) -> pa.T
 
 def rejected_table(rows: Iterable[Mapping[str, Any]]) -> pa.Table:
     table = pa.Table.from_pylist(list(rows), schema=REJECTED_SCHEMA)
-    return table.sort_by([("_source", "ascending"), ("_line", "ascending"), ("reason", "ascending")])
+    order = ("_source", "_line", "reason", "raw")
+    return table.sort_by([(name, "ascending") for name in order])
 
 
 def rejected_file(source: BatchSource, bronze_file: str) -> str:
@@ -280,15 +291,109 @@ class _StageFiles(beam.DoFn):
         yield bronze_file
 
 
-def build_pipeline(
-    pipeline: beam.Pipeline,
-    source: BatchSource,
-    files: list[SourceFile],
-    loaded_at: datetime,
-    staging_dir: Path,
-) -> None:
-    """Add the load of ``files`` to ``pipeline``: it stages ``<staging_dir>/<source>/<bronze file>``
-    and ``<staging_dir>/batch_rejected/<source>__<bronze file>`` for every file, even if empty."""
+# ---------------------------------------------------------------------------------------------
+# reading a database table
+
+
+@dataclass(frozen=True)
+class DatabaseRead:
+    """Where and how to read a source's table: the DSN (never logged: it may hold a password),
+    the schema, and how many key ranges to read in parallel."""
+
+    dsn: str
+    schema: str = "public"
+    ranges: int = 8
+
+
+def with_lineage(table: pa.Table, schema: pa.Schema, source_label: str, loaded_at: datetime) -> pa.RecordBatch:
+    rows = table.num_rows
+    table = table.append_column("_source", pa.array([source_label] * rows, pa.string()))
+    table = table.append_column("_loaded_at", pa.array([loaded_at] * rows, TIMESTAMP))
+    return table.cast(schema).combine_chunks().to_batches(max_chunksize=max(rows, 1))[0]
+
+
+def database_rejection(
+    source: BatchSource, texts: pa.Table, row: int, reason: str, source_label: str, loaded_at: datetime
+) -> dict[str, Any]:
+    values = {name: texts.column(name)[row].as_py() for name in source.column_names}
+    return {
+        "source": source.name,
+        "reason": reason,
+        "raw": json.dumps(values, ensure_ascii=False),
+        "_source": source_label,
+        "_line": NO_LINE,
+        "_loaded_at": loaded_at,
+    }
+
+
+class PlanRanges(beam.DoFn):
+    """Export one snapshot of the database and split the table's keys into ranges within it.
+
+    The exporting transaction must stay open until every reader has imported the snapshot, so its
+    connection is kept by this DoFn instance and closed at teardown (after the pipeline's reads on
+    a local runner; on Dataflow, when the worker retires the instance). A reader that comes too late
+    fails with SnapshotLost rather than read another state."""
+
+    def __init__(self, table: DatabaseTable, read: DatabaseRead) -> None:
+        super().__init__()
+        self.table = table
+        self.read = read
+        self._connections: list[Any] = []
+
+    def setup(self) -> None:
+        self._connections = []
+
+    def process(self, _: Any) -> Iterator[RangeRead]:
+        connection = connect(self.read.dsn)
+        self._connections.append(connection)
+        snapshot_id = begin_snapshot(connection)
+        for index, key_range in enumerate(plan_ranges(connection, self.read.schema, self.table, self.read.ranges)):
+            yield RangeRead(snapshot_id, key_range, index)
+
+    def teardown(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections = []
+
+
+class ReadRange(beam.DoFn):
+    """One key range, read in the planned snapshot, typed and validated a record batch at a time:
+    valid rows as (bronze file, pa.RecordBatch), rejected rows as (bronze file, row) on REJECTED."""
+
+    def __init__(self, source: BatchSource, table: DatabaseTable, read: DatabaseRead, loaded_at: datetime) -> None:
+        super().__init__()
+        self.source = source
+        self.table = table
+        self.read = read
+        self.loaded_at = loaded_at
+
+    def process(self, work: RangeRead) -> Iterator[Any]:
+        label = lineage(self.read.dsn, self.read.schema, self.table.table)
+        bronze_file = self.table.bronze_file
+        with connect(self.read.dsn) as connection:
+            import_snapshot(connection, work.snapshot_id)
+            for texts in read_range(connection, self.source, self.read.schema, self.table, work.key_range):
+                typed = type_batch(self.source, texts)
+                if typed.valid.num_rows:
+                    yield bronze_file, with_lineage(typed.valid, self.source.schema, label, self.loaded_at)
+                for row, reason in typed.rejected:
+                    rejected = database_rejection(self.source, texts, row, reason, label, self.loaded_at)
+                    yield TaggedOutput(REJECTED, (bronze_file, rejected))
+
+
+# ---------------------------------------------------------------------------------------------
+# the graph
+
+
+class Loaded(NamedTuple):
+    """What a reader hands to a sink."""
+
+    valid: PCollection  # (bronze file, pa.RecordBatch)
+    rejected: PCollection  # (bronze file, rejected row dict)
+    bronze_files: tuple[str, ...]  # every bronze file the load replaces, even if it gets no row
+
+
+def read_exports(pipeline: beam.Pipeline, source: BatchSource, files: list[SourceFile], loaded_at: datetime) -> Loaded:
     raw_rows = (
         pipeline
         | "ListFiles" >> beam.Create(files)
@@ -296,9 +401,41 @@ def build_pipeline(
     )
     validated = raw_rows | "Validate" >> ValidateRows(source, loaded_at)
     batches = validated[VALID] | "RecordBatches" >> ToRecordBatches(source.schema)
-    expected = pipeline | "ExpectedFiles" >> beam.Create([(file.bronze_file, None) for file in files])
+    return Loaded(batches, validated[REJECTED], tuple(file.bronze_file for file in files))
+
+
+def read_database(pipeline: beam.Pipeline, source: BatchSource, read: DatabaseRead, loaded_at: datetime) -> Loaded:
+    table = source.database
+    if table is None:
+        raise ValueError(f"source {source.name} is not read from a database")
+    copy_columns(source, table)  # the split key must be the source's key
+    outputs = (
+        pipeline
+        | "Snapshot" >> beam.Create([table.table])
+        | "PlanRanges" >> beam.ParDo(PlanRanges(table, read))
+        | "SpreadRanges" >> beam.Reshuffle()
+        | "ReadRanges" >> beam.ParDo(ReadRange(source, table, read, loaded_at)).with_outputs(REJECTED, main=VALID)
+    )
+    return Loaded(outputs[VALID], outputs[REJECTED], (table.bronze_file,))
+
+
+def stage_local(pipeline: beam.Pipeline, source: BatchSource, loaded: Loaded, staging_dir: Path) -> None:
+    """Stage ``<staging_dir>/<source>/<bronze file>`` and ``<staging_dir>/batch_rejected/<source>__<bronze
+    file>`` for every bronze file of the load, even if empty."""
+    expected = pipeline | "ExpectedFiles" >> beam.Create([(name, None) for name in loaded.bronze_files])
     _ = (
-        {"expected": expected, VALID: batches, REJECTED: validated[REJECTED]}
+        {"expected": expected, VALID: loaded.valid, REJECTED: loaded.rejected}
         | "ByBronzeFile" >> beam.CoGroupByKey()
         | "Stage" >> beam.ParDo(_StageFiles(source, str(staging_dir)))
     )
+
+
+def build_pipeline(
+    pipeline: beam.Pipeline,
+    source: BatchSource,
+    files: list[SourceFile],
+    loaded_at: datetime,
+    staging_dir: Path,
+) -> None:
+    """Add the load of export ``files`` into a local staging folder to ``pipeline``."""
+    stage_local(pipeline, source, read_exports(pipeline, source, files, loaded_at), staging_dir)

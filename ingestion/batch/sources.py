@@ -1,9 +1,14 @@
-"""The batch sources: for each, its typed schema, its key and where its export files are.
+"""The batch sources: for each, its typed schema, its key and where its rows come from.
 
 A source is a small adapter: a :class:`BatchSource` names its columns (each with an Arrow type and
-a parser), the columns that identify a row within one snapshot, and a layout that turns a date
-window into the files to read and the bronze file each one lands in. The pipeline knows nothing
-about any particular source.
+a parser), the columns that identify a row within one snapshot, a layout that turns a date window
+into the export files to read and the bronze file each one lands in, and, for the tables of the
+studio's operational database, the :class:`DatabaseTable` read in parallel key ranges. The
+pipeline knows nothing about any particular source.
+
+``players`` and ``store_items`` are read from PostgreSQL when a database is configured; their CSV
+extract files (``players.csv``, ``store_items.csv``) remain a second way in, for a studio that can
+only hand over extracts. ``fx_rates`` is a daily CSV export in a bucket.
 """
 from __future__ import annotations
 
@@ -38,6 +43,9 @@ USD_AMOUNT = pa.decimal128(18, 6)
 FX_RATE = pa.decimal128(38, 9)
 
 SNAPSHOT_FILE = "snapshot.parquet"
+# the rejected-row table's line number for rows read from a database (they have no line: the key in
+# their raw JSON identifies them)
+NO_LINE = 0
 
 # Lineage columns every bronze row carries.
 LINEAGE_FIELDS = (
@@ -138,6 +146,17 @@ def daily_bronze_file(day: date) -> str:
     return f"date={day.isoformat()}.parquet"
 
 
+@dataclass(frozen=True)
+class DatabaseTable:
+    """A table of the operational database, read as one consistent snapshot in parallel ranges of
+    ``split_key`` (an ordered, ideally indexed column; rows whose key is NULL are read as a range of
+    their own so that they reach the rejected output). The snapshot replaces the bronze table."""
+
+    table: str
+    split_key: str
+    bronze_file: str = SNAPSHOT_FILE
+
+
 # A check over a whole typed row (after every field parsed), given the file's export date.
 RowCheck = Callable[[Mapping[str, Any], "date | None"], None]
 
@@ -149,6 +168,7 @@ class BatchSource:
     key: tuple[str, ...]
     layout: FileLayout
     row_checks: tuple[RowCheck, ...] = ()
+    database: DatabaseTable | None = None
 
     @property
     def column_names(self) -> tuple[str, ...]:
@@ -158,6 +178,18 @@ class BatchSource:
     def schema(self) -> pa.Schema:
         """The bronze table: the typed columns, then the lineage columns."""
         return pa.schema([column.field() for column in self.columns] + list(LINEAGE_FIELDS))
+
+
+def key_of(source: BatchSource, row: Mapping[str, Any]) -> tuple[str, ...]:
+    return tuple(str(row[name]) for name in source.key)
+
+
+def duplicate_reason(source: BatchSource, key: tuple[str, ...], copies: int) -> str:
+    named = ", ".join(f"{name}={value!r}" for name, value in zip(source.key, key))
+    return (
+        f"duplicate key {named}: {copies} rows share it in one snapshot; "
+        "all copies rejected, none can be told to be the right one"
+    )
 
 
 def date_matches_export(row: Mapping[str, Any], export_date: date | None) -> None:
@@ -181,6 +213,7 @@ PLAYERS = BatchSource(
     ),
     key=("player_id",),
     layout=FullSnapshot("players.csv"),
+    database=DatabaseTable("players", split_key="player_id"),
 )
 
 STORE_ITEMS = BatchSource(
@@ -195,6 +228,7 @@ STORE_ITEMS = BatchSource(
     ),
     key=("sku",),
     layout=FullSnapshot("store_items.csv"),
+    database=DatabaseTable("store_items", split_key="sku"),
 )
 
 FX_RATES = BatchSource(

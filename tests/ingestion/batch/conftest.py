@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,3 +60,63 @@ def landing_files(settings: Settings) -> Callable[[], list[str]]:
         return sorted(str(p.relative_to(landing)) for p in landing.rglob("*") if p.is_file())
 
     return files
+
+
+# ---------------------------------------------------------------------------------------------
+# the operational database: one real PostgreSQL server per test session, one schema per test
+
+BATCH_ENV = (
+    "GA_POSTGRES_DSN", "GA_POSTGRES_SCHEMA", "GA_READ_RANGES", "GA_EXPORTS_URL", "GA_DATAFLOW_TEMPLATE_PATH",
+    "GA_DATAFLOW_SDK_IMAGE", "GA_DATAFLOW_TEMP_LOCATION", "GA_DATAFLOW_SERVICE_ACCOUNT", "GA_DATAFLOW_MAX_WORKERS",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_batch_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host's GA_* batch settings never leak into a test."""
+    for name in BATCH_ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    from deployments.local.postgres import postgres_server
+
+    with postgres_server() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def db_schema(postgres_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh schema for one test, dropped afterwards."""
+    import psycopg
+
+    name = "t_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f'create schema "{name}"')
+    yield name
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f'drop schema "{name}" cascade')
+
+
+@pytest.fixture
+def db_settings(settings: Settings, postgres_dsn: str, db_schema: str) -> Settings:
+    """``settings`` reading players and store_items from the test's schema of the operational database."""
+    return settings.model_copy(update={"postgres_dsn": postgres_dsn, "postgres_schema": db_schema, "read_ranges": 3})
+
+
+@pytest.fixture
+def sql(postgres_dsn: str, db_schema: str) -> Callable[..., None]:
+    """Run statements in the test's schema (search_path set to it), committed."""
+    import psycopg
+
+    def run(*statements: str, params: Sequence[Sequence[Any]] | None = None) -> None:
+        with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+            connection.execute(f'set search_path = "{db_schema}"')
+            for statement in statements:
+                if params is not None:
+                    connection.cursor().executemany(statement, params)
+                else:
+                    connection.execute(statement)
+
+    return run

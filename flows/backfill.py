@@ -1,0 +1,53 @@
+"""The `game-analytics-backfill` flow: a date range split into windows, each one a run of the
+pipeline with its own start and end, one after another (the warehouse takes one build at a time),
+with its progress shown as a Prefect progress artifact."""
+from __future__ import annotations
+
+from datetime import date, timedelta
+from typing import Any
+
+from prefect import flow
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+
+from flows.notify import notify_failure
+from flows.pipeline import Source, Target, game_analytics_pipeline
+from ingestion.batch.launch import SOURCES
+
+
+def windows(start: date, end: date, days: int) -> list[tuple[date, date]]:
+    """[start, end] cut into consecutive inclusive windows of at most ``days`` days."""
+    if days < 1:
+        raise ValueError(f"window_days must be at least 1, got {days}")
+    if start > end:
+        raise ValueError(f"start ({start}) is after end ({end})")
+    out = []
+    while start <= end:
+        last = min(start + timedelta(days=days - 1), end)
+        out.append((start, last))
+        start = last + timedelta(days=1)
+    return out
+
+
+# a failed window notifies through its own pipeline run; the backfill itself reports only a crash
+@flow(name="game-analytics-backfill", log_prints=True, on_crashed=[notify_failure])
+def game_analytics_backfill(
+    start: date,
+    end: date,
+    window_days: int = 7,
+    target: Target = "local",
+    sources: list[Source] = list(SOURCES),
+    select: list[str] = [],
+    vars: dict[str, Any] = {},
+    notify_block: str | None = None,
+) -> list[tuple[date, date]]:
+    """Rebuild [start, end] window by window; a failed window stops the backfill (and says which)."""
+    todo = windows(start, end, window_days)
+    progress = create_progress_artifact(progress=0.0, key="backfill-progress",
+                                        description=f"Backfill {start} to {end} in {len(todo)} windows")
+    for done, (window_start, window_end) in enumerate(todo, start=1):
+        print(f"window {done}/{len(todo)}: {window_start} to {window_end}")
+        game_analytics_pipeline.with_options(flow_run_name=f"backfill-{window_start}-{window_end}")(
+            target=target, sources=sources, select=select, start=window_start, end=window_end, vars=vars,
+            freshness=False, notify_block=notify_block)
+        update_progress_artifact(progress, progress=100.0 * done / len(todo))
+    return todo

@@ -1,0 +1,68 @@
+"""Batch ingestion of one source, as the flow runs it: locally the pipeline runs in-process and
+returns when done; on Google Cloud the Flex Template job is launched, its link published, and the
+job watched until it ends. A job is cancelled whenever its watcher stops early (task timeout,
+flow cancellation, crash), so no Dataflow job outlives its task."""
+from __future__ import annotations
+
+import time
+from datetime import date
+
+from prefect import get_run_logger
+from prefect.artifacts import create_link_artifact
+from prefect.runtime import flow_run
+
+from ingestion.batch import dataflow
+from ingestion.batch.launch import LoadResult, launch
+from ingestion.settings import Settings
+
+
+class DataflowJobFailed(RuntimeError):
+    """The Dataflow job ended without succeeding (failed, cancelled or drained)."""
+
+
+def poll_delays(first_s: float = 5, factor: float = 1.5, max_s: float = 60):
+    """Seconds to wait between two polls: growing from first_s by factor, capped at max_s."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(delay * factor, max_s)
+
+
+def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.sleep) -> str:
+    """Poll the job until it ends; return its final state name, raise DataflowJobFailed when it did
+    not succeed. The job is cancelled when the wait stops for any other reason (timeout included)."""
+    logger = get_run_logger()
+    deadline = time.monotonic() + timeout_s
+    finished = False
+    try:
+        for delay in poll_delays():
+            state = dataflow.get_job_state(job_id, settings)
+            outcome = dataflow.outcome(state)
+            logger.info("Dataflow job %s: %s", job_id, state.name)
+            if outcome != dataflow.RUNNING:
+                finished = True
+                if outcome != dataflow.SUCCEEDED:
+                    raise DataflowJobFailed(f"Dataflow job {job_id} ended {state.name}")
+                return state.name
+            if time.monotonic() + delay > deadline:
+                raise TimeoutError(f"Dataflow job {job_id} still running after {timeout_s:.0f} s")
+            sleep(delay)
+    except BaseException:
+        if not finished:
+            logger.warning("cancelling Dataflow job %s", job_id)
+            dataflow.cancel_job(job_id, settings)
+        raise
+    raise AssertionError("unreachable")
+
+
+def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float) -> LoadResult:
+    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
+    if result.job_id is None:  # ran to the end in this process
+        get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
+                              result.rows_rejected, result.runner)
+        return result
+    url = dataflow.console_url(settings.gcp_project or "", settings.gcp_region, result.job_id)
+    create_link_artifact(link=url, link_text=f"Dataflow job {result.job_id}", key=f"dataflow-{source.replace('_', '-')}",
+                         description=f"Batch ingestion of {source}, {start} to {end}")
+    wait_for_job(result.job_id, settings, timeout_s)
+    return result
