@@ -20,9 +20,12 @@ class DataflowJobFailed(RuntimeError):
     """The Dataflow job ended without succeeding (failed, cancelled or drained)."""
 
 
-def poll_delays(first_s: float = 5, factor: float = 1.5, max_s: float = 60):
+FIRST_POLL_S = 5.0
+
+
+def poll_delays(first_s: float | None = None, factor: float = 1.5, max_s: float = 60):
     """Seconds to wait between two polls: growing from first_s by factor, capped at max_s."""
-    delay = first_s
+    delay = FIRST_POLL_S if first_s is None else first_s
     while True:
         yield delay
         delay = min(delay * factor, max_s)
@@ -66,3 +69,14 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
                          description=f"Batch ingestion of {source}, {start} to {end}")
     wait_for_job(result.job_id, settings, timeout_s)
     return result
+
+
+def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
+    """Flow hook (cancelled or crashed run): cancel the Dataflow jobs this run launched, found by
+    their run_id label, since their watching tasks may not have had the chance to."""
+    parameters = getattr(flow_run, "parameters", None) or {}
+    if parameters.get("target", "local") == "local":
+        return
+    cancelled = dataflow.cancel_run_jobs(str(getattr(flow_run, "id")), Settings(target=parameters["target"]))
+    if cancelled:
+        print(f"cancelled Dataflow jobs {cancelled} of flow run {getattr(flow_run, 'id')}")

@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.batch import ingest_source
+from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import QUALITY_GATE, LogLine, NodeResult, dbt_args, read_run_results, run_dbt, show
 from flows.notify import notify_failure
 from flows.retries import retry_if_transient
@@ -173,7 +173,8 @@ def job_link(load: LoadResult) -> str:
 
 
 @flow(name="game-analytics-pipeline", log_prints=True, retries=1, retry_delay_seconds=60,
-      on_failure=[notify_failure], on_crashed=[notify_failure])
+      on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs],
+      on_cancellation=[cancel_dataflow_jobs])
 def game_analytics_pipeline(
     target: Target = "local",
     sources: list[Source] = list(SOURCES),

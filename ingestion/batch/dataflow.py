@@ -12,6 +12,7 @@ from enum import Enum
 from typing import Any, Protocol
 
 from google.cloud.dataflow_v1beta3 import (
+    ListJobsRequest,
     FlexTemplateRuntimeEnvironment,
     GetJobRequest,
     Job,
@@ -197,6 +198,18 @@ def jobs_for(settings: Settings, client: JobsClient | None = None) -> DataflowJo
 
 def get_job_state(job_id: str, settings: Settings, client: JobsClient | None = None) -> JobState:
     return jobs_for(settings, client).get_job_state(job_id)
+
+
+def cancel_run_jobs(run_id: str, settings: Settings, client: Any | None = None) -> list[str]:
+    """Cancel every active job launched for ``run_id`` (found by its label); return their ids.
+    Used when the whole orchestration run is cancelled or crashes, so no job outlives it."""
+    jobs = jobs_for(settings, client)
+    request = ListJobsRequest(project_id=jobs.project, location=jobs.region, filter=ListJobsRequest.Filter.ACTIVE)
+    mine = [job.id for job in jobs.client.list_jobs(request=request)
+            if job.labels.get("run_id") == label_value(run_id)]
+    for job_id in mine:
+        jobs.cancel_job(job_id)
+    return mine
 
 
 def cancel_job(job_id: str, settings: Settings, client: JobsClient | None = None) -> None:
