@@ -172,7 +172,8 @@ def job_link(load: LoadResult) -> str:
     return f"[{load.job_id}]({load.job_url})" if getattr(load, "job_url", None) else (load.job_id or "")
 
 
-@flow(name="game-analytics-pipeline", log_prints=True, retries=1, retry_delay_seconds=60,
+@flow(name="game-analytics-pipeline", log_prints=True, retries=Settings().flow_retries,
+      retry_delay_seconds=Settings().flow_retry_delay_s,
       on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs],
       on_cancellation=[cancel_dataflow_jobs])
 def game_analytics_pipeline(

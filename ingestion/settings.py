@@ -24,6 +24,10 @@ class Settings(BaseSettings):
     # dbt target and batch runner: the embedded twin or Google Cloud
     target: Literal["local", "bigquery"] = "local"
 
+    # flow-level retries of the pipeline (a retry resumes dbt where it failed) and the pause before one
+    flow_retries: int = Field(default=1, ge=0)
+    flow_retry_delay_s: int = Field(default=60, ge=0)
+
     # the Prefect notification block failure alerts go through, as "<block-type-slug>/<name>"
     # (registered by blocks/register.py: slack-webhook/... or custom-webhook/...)
     notify_block: str = "slack-webhook/game-analytics-alerts"

@@ -1,0 +1,87 @@
+"""The small pure pieces the flows are made of."""
+from __future__ import annotations
+
+import json
+from datetime import date
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from google.api_core.exceptions import BadRequest, ServiceUnavailable, TooManyRequests
+
+from flows.backfill import windows
+from flows.batch import poll_delays
+from flows.dbt import DbtFailure, LogLine, parse_log_line
+from flows.pipeline import PipelineParameters, resumable, summary_markdown
+from flows.dbt import NodeResult
+from flows.retries import is_transient
+from ingestion.batch.launch import LoadResult
+
+
+def test_windows_cover_the_range_without_gaps_or_overlaps() -> None:
+    assert windows(date(2026, 1, 1), date(2026, 1, 10), 4) == [
+        (date(2026, 1, 1), date(2026, 1, 4)), (date(2026, 1, 5), date(2026, 1, 8)), (date(2026, 1, 9), date(2026, 1, 10))]
+    assert windows(date(2026, 1, 1), date(2026, 1, 1), 7) == [(date(2026, 1, 1), date(2026, 1, 1))]
+    with pytest.raises(ValueError, match="window_days"):
+        windows(date(2026, 1, 1), date(2026, 1, 2), 0)
+    with pytest.raises(ValueError, match="after end"):
+        windows(date(2026, 1, 2), date(2026, 1, 1), 1)
+
+
+def test_polling_backs_off_up_to_a_cap() -> None:
+    assert list(islice(poll_delays(first_s=4, factor=2, max_s=20), 5)) == [4, 8, 16, 20, 20]
+
+
+def test_only_transient_errors_are_retried() -> None:
+    assert is_transient(ServiceUnavailable("503")) and is_transient(TooManyRequests("quota"))
+    assert is_transient(ConnectionResetError())
+    wrapped = RuntimeError("launch failed")
+    wrapped.__cause__ = ServiceUnavailable("503")
+    assert is_transient(wrapped)
+    assert not is_transient(BadRequest("bad template parameter"))
+    assert not is_transient(DbtFailure("build", ["test.game_analytics.x"]))
+    assert not is_transient(ValueError("bad row"))
+
+
+def test_parameters_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match="start"):
+        PipelineParameters(start=date(2026, 2, 1), end=date(2026, 1, 1))
+    with pytest.raises(ValueError, match="start_date"):
+        PipelineParameters(vars={"start_date": "2026-01-01"})
+    with pytest.raises(ValueError, match="dbt_timeout_s"):
+        PipelineParameters(dbt_timeout_s=0)
+    with pytest.raises(ValueError, match="unknown_option"):
+        PipelineParameters(unknown_option=1)
+    assert PipelineParameters(end=date(2026, 1, 5)).window(date(2026, 3, 1)) == (date(2015, 1, 1), date(2026, 1, 5))
+
+
+def test_dbt_structured_log_lines_report_node_outcomes() -> None:
+    line = json.dumps({"info": {"name": "LogTestResult", "msg": "1 of 2 FAIL 3 not_null_x", "level": "error"},
+                       "data": {"node_info": {"unique_id": "test.game_analytics.not_null_x", "node_status": "fail"}}})
+    parsed = parse_log_line(line)
+    assert parsed == LogLine("1 of 2 FAIL 3 not_null_x", "error", {"unique_id": "test.game_analytics.not_null_x", "node_status": "fail"})
+    assert parse_log_line("plain text").node is None
+    assert parse_log_line(json.dumps({"info": {"name": "MainReportVersion", "msg": "Running"}, "data": {}})).node is None
+
+
+def test_resumable_only_after_a_failed_dbt_run(tmp_path: Path) -> None:
+    assert not resumable(tmp_path)
+    results = {"results": [{"unique_id": "model.game_analytics.a", "status": "success"}]}
+    (tmp_path / "run_results.json").write_text(json.dumps(results))
+    assert not resumable(tmp_path)
+    results["results"].append({"unique_id": "test.game_analytics.b", "status": "fail"})
+    (tmp_path / "run_results.json").write_text(json.dumps(results))
+    assert resumable(tmp_path)
+
+
+def test_the_run_summary_names_failing_and_warning_tests_and_headline_kpis() -> None:
+    built = [NodeResult("model.game_analytics.mart_daily_kpis", "model", "success", "OK", 12),
+             NodeResult("test.game_analytics.not_null_x", "test", "pass", None, None)]
+    tested = [NodeResult("test.game_analytics.rejected_share", "test", "warn", "Got 3 results", None)]
+    loads = [LoadResult("players", 120, 2, "DirectRunner", None)]
+    kpis = [{"activity_date": "2026-01-10", "game_id": "g", "dau": 15}, {"activity_date": "2026-01-09", "game_id": "g", "dau": 9}]
+    md = summary_markdown(loads, built, tested, kpis)
+    assert "| players | 120 | 2 | DirectRunner |" in md
+    assert "| model.game_analytics.mart_daily_kpis | success | 12 |" in md
+    assert "warn: `test.game_analytics.rejected_share`" in md
+    assert "Headline KPIs, 2026-01-10" in md and "| g | 15 |" in md and "| g | 9 |" not in md
