@@ -47,6 +47,15 @@ def prefect_api() -> Iterator[str]:
             flush_prefect_telemetry()
 
 
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """A real PostgreSQL server (the operational database's local twin) for the session."""
+    from deployments.local.postgres import postgres_server
+
+    with postgres_server() as dsn:
+        yield dsn
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh local platform folder for one test, seen by Settings, dbt and the function alike."""

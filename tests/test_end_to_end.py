@@ -16,15 +16,21 @@ from flows.pipeline import game_analytics_pipeline
 from ingestion.settings import Settings
 from ingestion.simulator import Simulation
 from ingestion.simulator.deliver import post_to_function
+from ingestion.simulator.operational_db import load_operational_tables
 
 
 @pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, small_sim: Simulation):
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, postgres_dsn: str, small_sim: Simulation):
     data_dir = tmp_path_factory.mktemp("platform")
     with pytest.MonkeyPatch.context() as env:
         env.setenv("GA_DATA_DIR", str(data_dir))
+        # players and store items come from the operational PostgreSQL database, FX rates from the export bucket
+        load_operational_tables(postgres_dsn, small_sim, schema="end_to_end")
+        env.setenv("GA_POSTGRES_DSN", postgres_dsn)
+        env.setenv("GA_POSTGRES_SCHEMA", "end_to_end")
         settings = Settings()
         small_sim.write_exports(settings.exports_dir)
+        (settings.exports_dir / "players.csv").unlink()  # so nothing can silently come from the extract
         with function_server(data_dir) as url:
             post_to_function(small_sim.messages, url)
         state = game_analytics_pipeline(return_state=True)

@@ -30,11 +30,11 @@ download-free beyond pip and starts in about 1-2 s (initdb included) on a 2-vCPU
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import importlib.util
+from deployments.local.services import free_port
 
 HOST = "127.0.0.1"
 SUPERUSER = "postgres"
@@ -94,12 +94,6 @@ class RunAs:
     @property
     def is_switch(self) -> bool:
         return self.uid != os.geteuid()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
 
 
 def dsn_for(port: int, database: str = DATABASE) -> str:

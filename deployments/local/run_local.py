@@ -1,21 +1,25 @@
-"""The main job, on the embedded defaults: simulate a few weeks of two games, stream the events
-through the Cloud Function (served by functions-framework) into the local bronze landing area,
-then run the `game-analytics-pipeline` flow (Beam DirectRunner batch loads, dbt build and dbt test
-on DuckDB) against a local Prefect server, and print the KPIs from gold next to the ground truth.
+"""The main job, on the embedded defaults: simulate a few weeks of two games, load the studio's
+operational tables into a throwaway PostgreSQL server, stream the events through the Cloud Function
+(served by functions-framework) into the local bronze landing area, then run the
+`game-analytics-pipeline` flow (Beam batch loads, dbt build and dbt test on DuckDB) against a local
+Prefect server, and print the KPIs from gold next to the ground truth.
 
     python3 run.py pipeline [--seed 7] [--days 35] [--players-per-game 300]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
 
+from deployments.local.postgres import postgres_server
 from deployments.local.services import flush_prefect_telemetry, function_server, prefect_server
 from ingestion.settings import Settings
 from ingestion.simulator import SimulationConfig, simulate
 from ingestion.simulator.deliver import post_to_function
+from ingestion.simulator.operational_db import load_operational_tables
 
 PREFECT_PORT = 4200
 
@@ -53,7 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     from flows.pipeline import game_analytics_pipeline
     from deployments.local.report import kpi_report
 
-    with prefect_server(settings.data_dir / "prefect", port=PREFECT_PORT) as api_url:
+    with postgres_server() as dsn, prefect_server(settings.data_dir / "prefect", port=PREFECT_PORT) as api_url:
+        counts = load_operational_tables(dsn, sim)
+        # the batch loads read players and store items from the operational database
+        os.environ["GA_POSTGRES_DSN"] = dsn
+        print(f"Operational database (PostgreSQL): {dsn}, loaded {counts}")
         print(f"Prefect server: {api_url.removesuffix('/api')}")
         with function_server(settings.data_dir) as function_url:
             t1 = time.monotonic()

@@ -78,14 +78,6 @@ def _no_batch_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.fixture(scope="session")
-def postgres_dsn() -> Iterator[str]:
-    from deployments.local.postgres import postgres_server
-
-    with postgres_server() as dsn:
-        yield dsn
-
-
 @pytest.fixture
 def db_schema(postgres_dsn: str, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh schema for one test, dropped afterwards."""
