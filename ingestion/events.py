@@ -57,9 +57,11 @@ _JSON_WS: Final = b" \t\r\n"
 _VALUE_REPR_MAX: Final = 80
 
 
-@dataclass(frozen=True, slots=True)
-class ValidEvent:
-    """One event that satisfies the contract: its typed columns plus its raw JSON."""
+class ValidEvent(msgspec.Struct, frozen=True, gc=False):
+    """One event that satisfies the contract: its typed columns plus its raw JSON.
+
+    A Struct rather than a dataclass: one is built per valid event, and a frozen dataclass costs
+    about ten times as much to build."""
 
     event_id: str
     event_name: str
@@ -369,18 +371,32 @@ def decode_body(
         return _whole("oversize", f"message: {len(data)} bytes, the limit is {max_bytes}", data)
     if encoding == "identity":
         return data
-    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    try:
-        body = inflater.decompress(data, max_bytes + 1)
-    except zlib.error as exc:
-        return _whole("decompression", f"message: not valid gzip data ({exc})", data)
-    if len(body) > max_bytes:
-        return _whole(
-            "oversize", f"message: inflates to more than {max_bytes} bytes, the limit", data
-        )
-    if not inflater.eof:
-        return _whole("decompression", "message: gzip data is truncated", data)
-    return body
+    return _gunzip(data, max_bytes)
+
+
+def _gunzip(data: bytes, max_bytes: int) -> bytes | Rejection:
+    """Inflate every gzip member (concatenated members are one valid gzip stream), never
+    producing more than ``max_bytes + 1`` bytes whatever the data claims."""
+    parts: list[bytes] = []
+    size = 0
+    rest = data
+    while True:
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        try:
+            part = inflater.decompress(rest, max_bytes + 1 - size)
+        except zlib.error as exc:
+            return _whole("decompression", f"message: not valid gzip data ({exc})", data)
+        size += len(part)
+        if size > max_bytes:
+            return _whole(
+                "oversize", f"message: inflates to more than {max_bytes} bytes, the limit", data
+            )
+        if not inflater.eof:
+            return _whole("decompression", "message: gzip data is truncated", data)
+        parts.append(part)
+        rest = inflater.unused_data
+        if not rest:
+            return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 def _check_time(when: datetime, text: str, where: str, publish_time: datetime) -> str | None:

@@ -12,10 +12,11 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+import msgspec
 import orjson
 import pyarrow as pa
 
@@ -89,8 +90,7 @@ class Delivery:
     attributes: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class BronzeEvent:
+class BronzeEvent(msgspec.Struct, frozen=True, gc=False):
     """One row of ``game_events`` (field order = column order)."""
 
     event_id: str
@@ -110,8 +110,7 @@ class BronzeEvent:
     ingested_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class BronzeRejection:
+class BronzeRejection(msgspec.Struct, frozen=True, gc=False):
     """One row of ``game_events_rejected`` (field order = column order)."""
 
     message_id: str
@@ -126,7 +125,7 @@ class BronzeRejection:
 
 
 for _cls, _schema in ((BronzeEvent, GAME_EVENTS_SCHEMA), (BronzeRejection, GAME_EVENTS_REJECTED_SCHEMA)):
-    if [f.name for f in dataclasses.fields(_cls)] != _schema.names:
+    if list(_cls.__struct_fields__) != _schema.names:
         raise AssertionError(f"{_cls.__name__}: fields differ from the Arrow schema's columns")
 
 
@@ -194,10 +193,27 @@ def bronze_rows(
     )
 
 
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
+
+
+def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
+    """One Arrow column. A timestamp column holding one value throughout (a delivery's publish
+    and ingest time) is built from its integer microseconds: converting each tz-aware datetime
+    costs about as much as the rest of a row."""
+    first = values[0] if values else None
+    if isinstance(first, datetime) and pa.types.is_timestamp(kind) and values.count(first) == len(values):
+        micros = (first - _EPOCH) // _MICROSECOND
+        return pa.array([micros] * len(values), type=pa.int64()).cast(kind)
+    return pa.array(values, type=kind)
+
+
 def to_arrow(rows: Sequence[BronzeEvent] | Sequence[BronzeRejection], schema: pa.Schema) -> pa.Table:
-    """Rows -> an Arrow table with exactly ``schema`` (column per dataclass field)."""
-    columns = [pa.array([getattr(r, f.name) for r in rows], type=f.type) for f in schema]
-    return pa.Table.from_arrays(columns, schema=schema)
+    """Rows -> an Arrow table with exactly ``schema`` (one column per field, in order)."""
+    if not rows:
+        return schema.empty_table()
+    columns = zip(*map(msgspec.structs.astuple, rows))
+    return pa.Table.from_arrays([_column(c, f.type) for c, f in zip(columns, schema)], schema=schema)
 
 
 def _bq_timestamp(value: datetime) -> str:
@@ -207,8 +223,8 @@ def _bq_timestamp(value: datetime) -> str:
 def bigquery_json(row: BronzeEvent | BronzeRejection) -> dict[str, Any]:
     """A row as the JSON object insertAll expects (timestamps in BigQuery's canonical form)."""
     return {
-        f.name: _bq_timestamp(v) if isinstance(v := getattr(row, f.name), datetime) else v
-        for f in dataclasses.fields(row)
+        name: _bq_timestamp(v) if isinstance(v := getattr(row, name), datetime) else v
+        for name in row.__struct_fields__
     }
 
 
@@ -258,6 +274,8 @@ class LocalSink:
         landing.ensure_table(self.landing_dir / GAME_EVENTS_REJECTED, GAME_EVENTS_REJECTED_SCHEMA)
 
     def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+        """Raises ``TransientSinkError`` when the file system refuses a write (a full disk, a
+        folder that is missing or not a folder): the message is redelivered and written again."""
         for table, rows, schema in (
             (GAME_EVENTS, events, GAME_EVENTS_SCHEMA),
             (GAME_EVENTS_REJECTED, rejections, GAME_EVENTS_REJECTED_SCHEMA),
@@ -266,7 +284,10 @@ class LocalSink:
                 continue
             first = rows[0]
             folder = self.landing_dir / table / f"{first.ingested_at.astimezone(UTC):%Y-%m-%d}"
-            landing.write_table(to_arrow(rows, schema), folder, landing_file_name(first.message_id))
+            try:
+                landing.write_table(to_arrow(rows, schema), folder, landing_file_name(first.message_id))
+            except OSError as exc:
+                raise TransientSinkError(f"{table}: writing {len(rows)} row(s) under {folder} failed: {exc}") from exc
 
 
 # --------------------------------------------------------------------------------------------
@@ -324,11 +345,24 @@ def describe_insert_errors(
     return f"{table}: {len(errors)} row(s) refused: " + " | ".join(parts)
 
 
+def rejection_insert_id(row: Mapping[str, Any]) -> str:
+    """A rejection's insertId, the same on every delivery of its message:
+    ``<message_id>:<event_index>``, or ``<message_id>:message`` when the whole message was refused."""
+    index = row.get("event_index")
+    return f"{row['message_id']}:{'message' if index is None else index}"
+
+
+def event_insert_id(row: Mapping[str, Any]) -> str:
+    """An event's insertId: its ``event_id``, the deduplication key of the contract."""
+    return str(row["event_id"])
+
+
 class BigQuerySink:
     """Streams rows into ``project.dataset.game_events`` / ``game_events_rejected`` (insertAll).
 
-    Events carry their ``event_id`` as insertId (best-effort deduplication on redelivery);
-    rejections carry none.
+    Every row carries an insertId that is the same when Pub/Sub redelivers its message (events:
+    ``event_id``; rejections: ``<message_id>:<event_index>``), so BigQuery drops most repeats on
+    its own (best effort, about a minute); silver deduplicates the rest.
     """
 
     def __init__(
@@ -356,17 +390,21 @@ class BigQuerySink:
         return f"{self.project}.{self.dataset}.{table}"
 
     def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
-        self._insert(GAME_EVENTS, [bigquery_json(r) for r in events], key="event_id")
-        self._insert(GAME_EVENTS_REJECTED, [bigquery_json(r) for r in rejections], key=None)
+        self._insert(GAME_EVENTS, [bigquery_json(r) for r in events], event_insert_id, key="event_id")
+        self._insert(GAME_EVENTS_REJECTED, [bigquery_json(r) for r in rejections], rejection_insert_id, key=None)
 
-    def _insert(self, table: str, rows: list[dict[str, Any]], key: str | None) -> None:
-        from google.cloud.bigquery import AutoRowIDs
-
+    def _insert(
+        self,
+        table: str,
+        rows: list[dict[str, Any]],
+        insert_id: Callable[[Mapping[str, Any]], str],
+        key: str | None,
+    ) -> None:
         table_id = self.table_id(table)
         for offset, chunk in chunks(
             rows, BQ_MAX_ROWS_PER_REQUEST, BQ_MAX_BYTES_PER_REQUEST, size=_json_size
         ):
-            row_ids: Any = [r[key] for r in chunk] if key else AutoRowIDs.DISABLED
+            row_ids = [insert_id(r) for r in chunk]
             try:
                 errors = self.client.insert_rows_json(
                     table_id, chunk, row_ids=row_ids, retry=self.retry, timeout=self.timeout

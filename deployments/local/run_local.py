@@ -15,10 +15,11 @@ import time
 from pathlib import Path
 
 from deployments.local.postgres import postgres_server
+from deployments.local.pubsub import emulator_unavailable_reason, local_streaming_stack, wait_for_delivery
 from deployments.local.services import flush_prefect_telemetry, function_server, prefect_server
 from ingestion.settings import Settings
-from ingestion.simulator import SimulationConfig, simulate
-from ingestion.simulator.deliver import post_to_function
+from ingestion.simulator import Simulation, SimulationConfig, simulate
+from ingestion.simulator.deliver import post_to_function, publish_all
 from ingestion.simulator.operational_db import load_operational_tables
 
 PREFECT_PORT = 4200
@@ -38,6 +39,26 @@ def reset_run_data(settings: Settings) -> None:
     for path in (settings.landing_dir, settings.exports_dir, settings.truth_dir):
         shutil.rmtree(path, ignore_errors=True)
     settings.warehouse_path.unlink(missing_ok=True)
+
+
+def stream(sim: Simulation, settings: Settings) -> None:
+    """Every message through the real streaming path: published to the Pub/Sub emulator, pushed to
+    the function. Without the emulator, Pub/Sub push requests are POSTed to the function directly."""
+    t0 = time.monotonic()
+    reason = emulator_unavailable_reason()
+    if reason is None:
+        with local_streaming_stack(settings.data_dir) as stack:
+            ids = publish_all(sim.messages, stack.project, stack.topic, emulator_host=stack.emulator_host)
+            report = wait_for_delivery(stack, ids.values(), timeout_s=900)
+        if not report.complete:
+            raise RuntimeError(f"{len(report.missing)} message(s) not delivered, {report.dead_letters} dead-lettered; "
+                               f"see {settings.data_dir / 'logs'}")
+        print(f"Published them to the Pub/Sub emulator; pushed to the Cloud Function in {time.monotonic() - t0:.1f} s")
+        return
+    print(f"Pub/Sub emulator unavailable ({reason}); POSTing Pub/Sub push requests to the function instead")
+    with function_server(settings.data_dir) as function_url:
+        post_to_function(sim.messages, function_url)
+    print(f"Streamed them through the Cloud Function at {function_url} in {time.monotonic() - t0:.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,10 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["GA_POSTGRES_DSN"] = dsn
         print(f"Operational database (PostgreSQL): {dsn}, loaded {counts}")
         print(f"Prefect server: {api_url.removesuffix('/api')}")
-        with function_server(settings.data_dir) as function_url:
-            t1 = time.monotonic()
-            post_to_function(sim.messages, function_url)
-            print(f"Streamed them through the Cloud Function at {function_url} in {time.monotonic() - t1:.1f} s")
+        stream(sim, settings)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
             game_analytics_pipeline()
             flush_prefect_telemetry()

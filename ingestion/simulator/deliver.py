@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -126,17 +127,54 @@ def post_to_function(messages: Iterable[PubSubMessage], url: str, workers: int =
             raise
 
 
-def publish(messages: Iterable[PubSubMessage], project: str, topic: str) -> list[str]:
-    """Publish through the Pub/Sub client with publisher batching (honours PUBSUB_EMULATOR_HOST);
-    waits for every future and returns the server's message ids in input order."""
+# Publisher batching: up to 500 messages or ~5 MB per publish request, flushed every 50 ms.
+PUBLISH_BATCH_MESSAGES = 500
+PUBLISH_BATCH_BYTES = 5_000_000
+PUBLISH_BATCH_LATENCY_S = 0.05
+
+
+def publisher_client(emulator_host: str | None = None) -> Any:
+    """A batching ``PublisherClient``: to real Pub/Sub (or to ``PUBSUB_EMULATOR_HOST`` when that
+    is set, as the client library does), or to the emulator at ``emulator_host`` (``host:port``)."""
     from google.cloud import pubsub_v1
 
-    publisher = pubsub_v1.PublisherClient(
-        batch_settings=pubsub_v1.types.BatchSettings(max_messages=500, max_bytes=5_000_000, max_latency=0.05)
+    batch_settings = pubsub_v1.types.BatchSettings(
+        max_messages=PUBLISH_BATCH_MESSAGES, max_bytes=PUBLISH_BATCH_BYTES, max_latency=PUBLISH_BATCH_LATENCY_S
     )
+    if emulator_host is None:
+        return pubsub_v1.PublisherClient(batch_settings=batch_settings)
+    import grpc
+    from google.pubsub_v1.services.publisher.transports import PublisherGrpcTransport
+
+    transport = PublisherGrpcTransport(channel=grpc.insecure_channel(emulator_host))
+    return pubsub_v1.PublisherClient(batch_settings=batch_settings, transport=transport)
+
+
+def publish_all(
+    messages: Iterable[PubSubMessage], project: str, topic: str, *, emulator_host: str | None = None
+) -> dict[str, str]:
+    """Publish every message through the Pub/Sub client with publisher batching and wait for each.
+
+    Pub/Sub assigns its own message ids, so this returns ``{simulator message id: server message
+    id}`` (in input order): whoever reconciles what landed with what was sent goes through it.
+    """
+    batch = list(messages)
+    seen: set[str] = set()
+    for msg in batch:
+        if msg.message_id in seen:
+            raise ValueError(f"message_id: {msg.message_id!r} appears twice among the messages to publish")
+        seen.add(msg.message_id)
+    publisher = publisher_client(emulator_host)
     topic_path = publisher.topic_path(project, topic)
-    futures = [publisher.publish(topic_path, msg.data, **msg.attributes) for msg in messages]
     try:
-        return [future.result(timeout=REQUEST_TIMEOUT_S) for future in futures]
+        futures = [(msg.message_id, publisher.publish(topic_path, msg.data, **msg.attributes)) for msg in batch]
+        return {message_id: future.result(timeout=REQUEST_TIMEOUT_S) for message_id, future in futures}
     finally:
         publisher.stop()
+
+
+def publish(
+    messages: Iterable[PubSubMessage], project: str, topic: str, *, emulator_host: str | None = None
+) -> list[str]:
+    """Like ``publish_all``; returns the server's message ids in input order."""
+    return list(publish_all(messages, project, topic, emulator_host=emulator_host).values())

@@ -12,7 +12,7 @@ from decimal import Decimal
 from ingestion.simulator.contract import EVENT_NAMES, LEVEL_EVENTS, PLATFORMS, REQUIRED_FIELDS
 from ingestion.simulator.messages import Envelope, Item, encode
 from ingestion.simulator.population import Player, new_uuid
-from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_H, MS_PER_S, date_to_ms, format_local, format_local_naive
+from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_local, format_local_naive
 
 SCHEMA_VIOLATION = "schema_violation"
 TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
@@ -34,7 +34,8 @@ EVENT_FAULTS: tuple[str, ...] = SCHEMA_FAULTS + RANGE_FAULTS
 FRAGMENT_FAULTS: tuple[str, ...] = ("json_string", "json_number", "json_array", "json_null", "empty_object", "json_bool")
 UNKNOWN_EVENT_NAMES: tuple[str, ...] = tuple(n for n in ("level_up", "tutorial_step", "SessionStart", "purchase_v2") if n not in EVENT_NAMES)
 BAD_PLATFORMS: tuple[str, ...] = tuple(p for p in ("iphone", "Android", "switch", "desktop") if p not in PLATFORMS)
-FUTURE_MIN_MS = 25 * MS_PER_H  # comfortably more than the 24 h the platform tolerates
+MS_PER_YEAR = 365 * MS_PER_DAY
+FUTURE_MIN_YEARS = 40  # far more than the 24 h the platform tolerates, whatever the publish clock
 EARLIEST_VALID_MS = date_to_ms(date(2015, 1, 1))
 
 
@@ -96,7 +97,10 @@ def break_event(rng: random.Random, fault: str, event: dict, player: Player, pub
         event["event_timestamp"] = format_local(moment, player.offset_min)
         return f"event_timestamp {event['event_timestamp']} is before 2015-01-01"
     if fault == "timestamp_after_publish":
-        event["event_timestamp"] = format_local(publish_ms + rng.randint(FUTURE_MIN_MS, 30 * MS_PER_DAY), player.offset_min)
+        # a device clock set decades ahead: out of range against the simulated publish time and
+        # against the real one when the messages go through Pub/Sub today
+        ahead = rng.randint(FUTURE_MIN_YEARS * MS_PER_YEAR, (FUTURE_MIN_YEARS + 30) * MS_PER_YEAR)
+        event["event_timestamp"] = format_local(publish_ms + ahead, player.offset_min)
         return f"event_timestamp {event['event_timestamp']} is more than 24 h after the publish time"
     raise ValueError(f"unknown fault {fault!r}")
 

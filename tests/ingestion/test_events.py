@@ -422,9 +422,18 @@ def test_gzip_message() -> None:
     assert len(valid) == 2 and not rejected
 
 
+def test_gzip_members_are_all_inflated() -> None:
+    whole = dumps({"events": [event(), event(event_id="123e4567-e89b-12d3-a456-426614174001")]})
+    data = gzip.compress(whole[:40]) + gzip.compress(whole[40:])  # one stream, two members
+    valid, rejected = parse_message(data, PUBLISH, content_encoding="gzip")
+    assert len(valid) == 2 and not rejected
+
+
 @pytest.mark.parametrize(
     ("data", "encoding", "error_type"),
     [
+        (gzip.compress(b'{"events": []}') + b"trailing garbage", "gzip", "decompression"),
+        (gzip.compress(b" " * 3000) + gzip.compress(b" " * 3000), "gzip", "oversize"),
         (b"not gzip", "gzip", "decompression"),
         (gzip.compress(b'{"a": 1}' * 100)[:-20], "gzip", "decompression"),
         (b"{}", "br", "decompression"),

@@ -258,7 +258,7 @@ def test_bigquery_sink_sends_rows_with_insert_ids() -> None:
     }
     assert urlsplit(rej_req["url"]).path.endswith("/tables/game_events_rejected/insertAll")
     (rej_row,) = rej_req["json"]["rows"]
-    assert rej_row["insertId"] is None
+    assert rej_row["insertId"] == "m-1:2"  # <message_id>:<event_index>, the same on redelivery
     assert rej_row["json"]["error_type"] == "schema_violation"
     assert rej_row["json"]["event_index"] == 2
     assert rej_row["json"]["payload_encoding"] == "utf8"
@@ -323,3 +323,19 @@ def test_bigquery_sink_transport_error_is_transient() -> None:
 
 
 
+
+
+def test_local_sink_file_system_errors_are_transient(tmp_path: Path) -> None:
+    """A table folder that cannot be written (here: replaced by a regular file) is a transient
+    failure, so the function answers 5xx and Pub/Sub redelivers."""
+    sink = LocalSink(tmp_path)
+    events, rejections = rows(1)
+    folder = tmp_path / "game_events"
+    folder.rename(tmp_path / "moved")
+    folder.write_bytes(b"")
+    with pytest.raises(TransientSinkError, match=r"^game_events: writing 1 row\(s\) under .*game_events/2024-06-01 failed"):
+        sink.write(events, rejections)
+    folder.unlink()
+    (tmp_path / "moved").rename(folder)
+    sink.write(events, rejections)
+    assert len(read(tmp_path, "game_events")) == 1
