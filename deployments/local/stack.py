@@ -130,12 +130,16 @@ def wait_worker_online(api_url: str, pool: str, name: str, proc: subprocess.Pope
 # --------------------------------------------------------------------------- alerts
 
 class AlertPrinter:
-    """The local stand-in for Slack: an HTTP endpoint on loopback that prints each alert the custom
-    webhook block posts ({subject, body, source}) and appends it to a log file."""
+    """The local stand-in for Slack: an HTTP endpoint on loopback that receives each alert the
+    custom webhook block posts ({subject, body, source}), keeps it in ``alerts``, and prints it and
+    appends it to a log file when one is given."""
 
-    def __init__(self, log: Path) -> None:
-        log.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, log: Path | None = None) -> None:
+        if log:
+            log.parent.mkdir(parents=True, exist_ok=True)
         lock = threading.Lock()
+        self.alerts: list[dict] = []
+        alerts = self.alerts
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
@@ -147,9 +151,11 @@ class AlertPrinter:
                 stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
                 text = f"[{stamp}] ALERT {alert.get('subject', '')}\n{alert.get('body', '')}\n"
                 with lock:
-                    print(text, flush=True)
-                    with open(log, "a") as f:
-                        f.write(text + "\n")
+                    alerts.append(alert)
+                    if log:
+                        print(text, flush=True)
+                        with open(log, "a") as f:
+                            f.write(text + "\n")
                 self.send_response(200)
                 self.end_headers()
 

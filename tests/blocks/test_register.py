@@ -5,7 +5,7 @@ from prefect.blocks.core import Block
 from prefect.blocks.notifications import SlackWebhook
 
 from blocks.register import register
-from tests.flows.test_pipeline_flow import Receiver
+from deployments.local.stack import AlertPrinter as Receiver
 
 
 def test_blocks_are_registered_idempotently_from_the_environment_and_deliver(prefect_api: str) -> None:
@@ -15,8 +15,8 @@ def test_blocks_are_registered_idempotently_from_the_environment_and_deliver(pre
     assert register(env) == ["slack-webhook/game-analytics-alerts", "custom-webhook/game-analytics-alerts"]  # again: overwritten
     assert isinstance(Block.load("slack-webhook/game-analytics-alerts"), SlackWebhook)
     Block.load("custom-webhook/game-analytics-alerts").notify(body="dbt build failed: test.x", subject="run failed")
-    assert receiver.bodies == [{"subject": "run failed", "body": "dbt build failed: test.x", "source": "game-analytics-alerts"}]
-    receiver.server.shutdown()
+    assert receiver.alerts == [{"subject": "run failed", "body": "dbt build failed: test.x", "source": "game-analytics-alerts"}]
+    receiver.close()
 
 
 def test_nothing_configured_registers_nothing(prefect_api: str) -> None:

@@ -21,7 +21,8 @@ from deployments.local.services import free_port, prefect_server
 from deployments.local.stack import apply_automations, deploy_local, ensure_work_pool, register_alerts, worker, worker_env
 from ingestion.settings import REPO_ROOT, Settings
 from tests.conftest import land_simulation
-from tests.flows.test_pipeline_flow import Receiver, bad_bronze_event
+from deployments.local.stack import AlertPrinter as Receiver
+from tests.flows.test_pipeline_flow import bad_bronze_event
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +74,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             os.environ.pop("PREFECT_UI_URL", None)
         else:
             os.environ["PREFECT_UI_URL"] = saved_ui
-        receiver.server.shutdown()
+        receiver.close()
 
 
 def run_deployment(api_url: str, name: str, timeout_s: int = 300) -> subprocess.CompletedProcess:
@@ -106,7 +107,7 @@ def test_hourly_local_builds_the_truth_and_a_failure_is_reported_by_the_automati
     truth = [{k: "" if v is None else str(v) for k, v in row.items()} for row in tiny_sim.truth.daily_kpis]
     columns = [c for c in DAILY_KPI_COLUMNS if mart and c in mart[0]]
     assert columns and not mismatches(mart, truth, ("activity_date", "game_id"), columns)
-    assert not [b for b in receiver.bodies if "[automation]" in b.get("subject", "")]
+    assert not [b for b in receiver.alerts if "[automation]" in b.get("subject", "")]
 
     bad_bronze_event(Settings(data_dir=data).landing_dir)
     failed = run_deployment(local_stack["api_url"], "game-analytics-pipeline/hourly-local")
@@ -114,9 +115,9 @@ def test_hourly_local_builds_the_truth_and_a_failure_is_reported_by_the_automati
     ended = time.monotonic()
     alert = None
     while time.monotonic() - ended < 60 and alert is None:
-        alert = next((b for b in receiver.bodies if b.get("subject", "").startswith("[automation]")), None)
+        alert = next((b for b in receiver.alerts if b.get("subject", "").startswith("[automation]")), None)
         time.sleep(0.5)
-    assert alert is not None, f"no automation alert within 60 s; received: {receiver.bodies}"
+    assert alert is not None, f"no automation alert within 60 s; received: {receiver.alerts}"
     # the automation's own message (the flow hook's has no [automation] subject and no "Automation alert")
     assert "game-analytics-pipeline" in alert["subject"] and "Failed" in alert["subject"]
     assert alert["body"].startswith("Automation alert:")

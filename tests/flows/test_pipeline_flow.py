@@ -6,7 +6,6 @@ import json
 import threading
 import time
 from datetime import date, datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator
 
@@ -14,6 +13,7 @@ import pyarrow as pa
 import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
+from deployments.local.stack import AlertPrinter as Receiver
 from flows.pipeline import PipelineParameters, game_analytics_pipeline, resumable
 from ingestion.landing import write_table
 from ingestion.settings import Settings
@@ -21,35 +21,15 @@ from ingestion.sinks import GAME_EVENTS_SCHEMA
 from tests.conftest import land_simulation
 
 
-class Receiver:
-    """A local HTTP endpoint that records the JSON bodies POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/alerts"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-
 @pytest.fixture
 def receiver(prefect_api: str) -> Iterator[tuple[Receiver, str]]:
+    """A local HTTP endpoint behind a real custom-webhook notification block."""
     r = Receiver()
     block = CustomWebhookNotificationBlock(name="test-alerts", url=r.url,
                                            json_data={"subject": "{{subject}}", "body": "{{body}}"})
     block.save("test-alerts", overwrite=True)
     yield r, "custom-webhook/test-alerts"
-    r.server.shutdown()
+    r.close()
 
 
 def bad_bronze_event(landing: Path) -> Path:
@@ -83,8 +63,8 @@ def test_a_failing_dbt_test_fails_the_flow_skips_downstream_and_notifies_with_it
     failing = [uid for uid, s in status.items() if s in ("fail", "error")]
     assert failing and all("event_name" in uid for uid in failing)
     assert status["model.game_analytics.mart_daily_kpis"] == "skipped"
-    assert len(r.bodies) == 1
-    body = r.bodies[0]["body"]
+    assert len(r.alerts) == 1
+    body = r.alerts[0]["body"]
     assert failing[0] in body and "dbt-build" in body and "/runs/flow-run/" in body
 
 
