@@ -80,12 +80,8 @@ def land_simulation(sim: Simulation, data_dir: Path) -> None:
     """Put a simulation's events into the local bronze through the function's own handler (in
     process, no server) and write its batch exports: the starting point of flow tests."""
     from ingestion.settings import Settings
-    from ingestion.sinks import LocalSink
-    from ingestion.streaming.handler import handle_message
+    from tests.dbt.warehouse import land_events
 
     settings = Settings(data_dir=data_dir)
-    sink = LocalSink(settings.landing_dir)
-    for message in sim.messages:
-        handle_message(message.data, message.attributes, message.message_id, message.publish_time, sink,
-                       emit=lambda line: None)
+    land_events(sim.messages, settings)
     sim.write_exports(settings.exports_dir)

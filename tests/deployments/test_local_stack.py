@@ -16,7 +16,7 @@ from typing import Iterator
 import pytest
 
 from blocks.automations import FAILED, LATE, ZOMBIE
-from deployments.local.report import DAILY_KPI_COLUMNS, mismatches, read_mart
+from deployments.local.report import MARTS, mart_mismatches
 from deployments.local.services import free_port, prefect_server
 from deployments.local.stack import apply_automations, deploy_local, ensure_work_pool, register_alerts, worker, worker_env
 from ingestion.settings import REPO_ROOT, Settings
@@ -103,10 +103,10 @@ def test_hourly_local_builds_the_truth_and_a_failure_is_reported_by_the_automati
 
     done = run_deployment(local_stack["api_url"], "game-analytics-pipeline/hourly-local")
     assert done.returncode == 0 and "Completed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
-    mart = read_mart(Settings(data_dir=data), "mart_daily_kpis")
-    truth = [{k: "" if v is None else str(v) for k, v in row.items()} for row in tiny_sim.truth.daily_kpis]
-    columns = [c for c in DAILY_KPI_COLUMNS if mart and c in mart[0]]
-    assert columns and not mismatches(mart, truth, ("activity_date", "game_id"), columns)
+    tiny_sim.write_truth(Settings(data_dir=data).truth_dir)
+    for mart in MARTS:
+        rows, _, diffs = mart_mismatches(Settings(data_dir=data), mart)
+        assert rows and diffs == [], (mart, diffs[:10])
     assert not [b for b in receiver.alerts if "[automation]" in b.get("subject", "")]
 
     bad_bronze_event(Settings(data_dir=data).landing_dir)

@@ -1,43 +1,194 @@
--- One row per game and UTC activity date with any counted activity.
+-- Daily KPIs per game: one row per (activity_date, game_id) with any counted activity.
+-- Rebuilt from the facts on every run: a late event can change a past day's dau, new_players and
+-- the next 30 days' mau, and the facts it reads are small (one row per player-day, session,
+-- purchase), so a full rebuild is both the simplest correct answer and cheap.
 with
 
-activity as (
+players as (
 
-    select * from {{ ref('int_player_activity') }}
-
-),
-
-first_seen as (
-
-    select
-        game_id,
-        player_id,
-        min(event_date) as cohort_date
-    from activity
-    group by game_id, player_id
+    select game_id, player_id, first_seen_date
+    from {{ ref('dim_player') }}
+    where not is_test_account
 
 ),
 
-daily_activity as (
+player_days as (
 
-    select
-        event_date as activity_date,
-        game_id,
-        count(distinct player_id) as dau,
-        count(distinct case when event_name = 'session_start' then session_id end) as sessions
-    from activity
-    group by event_date, game_id
+    select activity.game_id, activity.player_id, activity.activity_date
+    from {{ ref('fct_player_activity_daily') }} as activity
+    inner join players
+        on activity.game_id = players.game_id
+        and activity.player_id = players.player_id
+
+),
+
+sessions as (
+
+    select sessions.*
+    from {{ ref('fct_sessions') }} as sessions
+    inner join players
+        on sessions.game_id = players.game_id
+        and sessions.player_id = players.player_id
+
+),
+
+purchases as (
+
+    select purchases.*
+    from {{ ref('fct_purchases') }} as purchases
+    inner join players
+        on purchases.game_id = players.game_id
+        and purchases.player_id = players.player_id
+
+),
+
+ad_impressions as (
+
+    select impressions.*
+    from {{ ref('fct_ad_impressions') }} as impressions
+    inner join players
+        on impressions.game_id = players.game_id
+        and impressions.player_id = players.player_id
+
+),
+
+daily_players as (
+
+    select activity_date, game_id, count(*) as dau
+    from player_days
+    group by activity_date, game_id
 
 ),
 
 daily_new_players as (
 
+    select first_seen_date as activity_date, game_id, count(*) as new_players
+    from players
+    where first_seen_date is not null
+    group by first_seen_date, game_id
+
+),
+
+-- MAU without a 30-fold join: a player's active day opens a 30-day window that ends early at the
+-- player's next active day (which opens its own); +1 where a window opens, -1 where it closes, and
+-- the running sum on a day is the number of players active in the 30 days ending that day.
+windows as (
+
     select
-        cohort_date as activity_date,
         game_id,
-        count(*) as new_players
-    from first_seen
-    group by cohort_date, game_id
+        activity_date,
+        lead(activity_date) over (partition by game_id, player_id order by activity_date) as next_active_date
+    from player_days
+
+),
+
+window_steps as (
+
+    select game_id, activity_date as step_date, 1 as step
+    from windows
+    union all
+    select
+        game_id,
+        case
+            when next_active_date is not null
+                and next_active_date < {{ add_days('activity_date', 30) }} then next_active_date
+            else {{ add_days('activity_date', 30) }}
+        end as step_date,
+        -1 as step
+    from windows
+
+),
+
+daily_steps as (
+
+    select game_id, step_date, sum(step) as step
+    from window_steps
+    group by game_id, step_date
+
+),
+
+daily_mau as (
+
+    select
+        game_id,
+        step_date as activity_date,
+        sum(step) over (partition by game_id order by step_date rows between unbounded preceding and current row) as mau
+    from daily_steps
+
+),
+
+daily_sessions as (
+
+    -- one row per session and day: counting rows counts distinct sessions
+    select activity_date, game_id, count(*) as sessions
+    from sessions
+    where session_start_events > 0
+    group by activity_date, game_id
+
+),
+
+daily_session_lengths as (
+
+    select activity_date, game_id, sum(total_duration_s) as total_duration_s, sum(session_end_events) as ended_sessions
+    from sessions
+    where session_end_events > 0
+    group by activity_date, game_id
+
+),
+
+daily_revenue as (
+
+    select
+        purchase_date as activity_date,
+        game_id,
+        sum(amount_usd) as revenue_usd,
+        count(distinct player_id) as payers
+    from purchases
+    group by purchase_date, game_id
+
+),
+
+daily_ad_revenue as (
+
+    select impression_date as activity_date, game_id, sum(revenue_usd) as ad_revenue_usd
+    from ad_impressions
+    group by impression_date, game_id
+
+),
+
+joined as (
+
+    select
+        daily_players.activity_date,
+        daily_players.game_id,
+        daily_players.dau,
+        coalesce(daily_new_players.new_players, 0) as new_players,
+        daily_mau.mau,
+        coalesce(daily_sessions.sessions, 0) as sessions,
+        daily_session_lengths.total_duration_s,
+        coalesce(daily_session_lengths.ended_sessions, 0) as ended_sessions,
+        cast({{ round_half_up('coalesce(daily_revenue.revenue_usd, 0)', 2) }} as {{ type_money() }}) as revenue_usd,
+        coalesce(daily_revenue.payers, 0) as payers,
+        cast({{ round_half_up('coalesce(daily_ad_revenue.ad_revenue_usd, 0)', 2) }} as {{ type_money() }}) as ad_revenue_usd
+    from daily_players
+    left join daily_new_players
+        on daily_players.activity_date = daily_new_players.activity_date
+        and daily_players.game_id = daily_new_players.game_id
+    left join daily_mau
+        on daily_players.activity_date = daily_mau.activity_date
+        and daily_players.game_id = daily_mau.game_id
+    left join daily_sessions
+        on daily_players.activity_date = daily_sessions.activity_date
+        and daily_players.game_id = daily_sessions.game_id
+    left join daily_session_lengths
+        on daily_players.activity_date = daily_session_lengths.activity_date
+        and daily_players.game_id = daily_session_lengths.game_id
+    left join daily_revenue
+        on daily_players.activity_date = daily_revenue.activity_date
+        and daily_players.game_id = daily_revenue.game_id
+    left join daily_ad_revenue
+        on daily_players.activity_date = daily_ad_revenue.activity_date
+        and daily_players.game_id = daily_ad_revenue.game_id
 
 ),
 
@@ -45,20 +196,26 @@ final as (
 
     select
         -- keys
-        daily_activity.activity_date,
-        daily_activity.game_id,
+        activity_date,
+        game_id,
 
         -- players
-        daily_activity.dau,
-        coalesce(daily_new_players.new_players, 0) as new_players,
+        cast(dau as {{ type_integer() }}) as dau,
+        cast(new_players as {{ type_integer() }}) as new_players,
+        cast(mau as {{ type_integer() }}) as mau,
 
         -- sessions
-        daily_activity.sessions
+        cast(sessions as {{ type_integer() }}) as sessions,
+        cast({{ round_ratio('total_duration_s', 'ended_sessions', 9, 2) }} as {{ type_rounded(2) }}) as avg_session_length_s,
 
-    from daily_activity
-    left join daily_new_players
-        on daily_activity.activity_date = daily_new_players.activity_date
-        and daily_activity.game_id = daily_new_players.game_id
+        -- money (USD)
+        revenue_usd,
+        cast(payers as {{ type_integer() }}) as payers,
+        ad_revenue_usd,
+        cast({{ round_ratio('revenue_usd + ad_revenue_usd', 'dau', 2, 4) }} as {{ type_ratio() }}) as arpdau,
+        cast({{ round_ratio('revenue_usd', 'payers', 2, 4) }} as {{ type_ratio() }}) as arppu
+
+    from joined
 
 )
 

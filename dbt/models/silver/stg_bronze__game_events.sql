@@ -1,8 +1,86 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='event_id',
+        incremental_strategy=keyed_strategy(),
+        on_schema_change='fail',
+        partition_by=date_partition('event_date'),
+        cluster_by=clustering(['game_id', 'event_name']),
+    )
+}}
+-- Valid game events, typed, one row per event_id: the first delivery of each event is kept.
+-- The raw params and payload stay in bronze; silver carries the parameters as typed columns.
+-- Incremental by arrival: a run reads what landed since the last run (see arrival_window) and adds
+-- the events whose event_id is not in silver yet. A repeat has the same event_timestamp as its
+-- first delivery, so the event_id lookup only needs silver's rows from the batch's dates on.
 with
 
 source as (
 
     select * from {{ source('bronze', 'game_events') }}
+    where 1 = 1
+    {% if is_incremental() %}
+        and {{ arrival_window('ingested_at', event_date_column=utc_date('event_timestamp')) }}
+    {% endif %}
+    {{ dev_date_limit(utc_date('event_timestamp')) }}
+
+),
+
+{% if is_incremental() %}
+already_in_silver as (
+
+    select event_id
+    from {{ this }}
+    where event_date >= (select min({{ utc_date('event_timestamp') }}) from source)
+
+),
+
+arrived as (
+
+    select source.*
+    from source
+    left join already_in_silver
+        on source.event_id = already_in_silver.event_id
+    where already_in_silver.event_id is null
+
+),
+{% else %}
+arrived as (
+
+    select * from source
+
+),
+{% endif %}
+
+-- a redelivered message or a resent event keeps its event_id: keep its first delivery. Only the
+-- few repeated event_ids need the window; every other event is its own first delivery (this split
+-- halves the cost of deduplicating a full refresh against a window over every row).
+repeated as (
+
+    select event_id
+    from arrived
+    group by event_id
+    having count(*) > 1
+
+),
+
+first_delivery as (
+
+    select arrived.*
+    from arrived
+    left join repeated on arrived.event_id = repeated.event_id
+    where repeated.event_id is null
+
+    union all
+
+    select *
+    from (
+        select arrived.*
+        from arrived
+        inner join repeated on arrived.event_id = repeated.event_id
+    ) as repeats
+    where true  -- BigQuery wants a WHERE next to QUALIFY
+    qualify row_number() over (partition by event_id order by ingested_at, message_id) = 1
 
 ),
 
@@ -22,8 +100,19 @@ renamed as (
         app_version,
         country,
         schema_version,
-        params,
-        payload,
+
+        -- params, typed; each read only for the events that carry it (one JSON parse per
+        -- parameter and event, not per parameter and row)
+        {{ event_param("event_name in ('level_start', 'level_complete', 'level_fail')", 'level', type_integer()) }} as level,
+        {{ event_param("event_name in ('session_end', 'level_start', 'level_complete', 'level_fail')", 'duration_s', type_measure()) }} as duration_s,
+        {{ event_param("event_name = 'purchase'", 'transaction_id') }} as transaction_id,
+        {{ event_param("event_name = 'purchase'", 'sku') }} as sku,
+        {{ event_param("event_name = 'purchase'", 'price', type_measure()) }} as price,
+        {{ event_param("event_name = 'purchase'", 'currency') }} as currency,
+        {{ event_param("event_name = 'purchase'", 'quantity', type_integer()) }} as quantity,
+        {{ event_param("event_name = 'ad_impression'", 'ad_network') }} as ad_network,
+        {{ event_param("event_name = 'ad_impression'", 'placement') }} as ad_placement,
+        {{ event_param("event_name = 'ad_impression'", 'revenue_usd', type_measure()) }} as ad_revenue_usd,
 
         -- timestamps
         event_timestamp,
@@ -31,17 +120,8 @@ renamed as (
         publish_time,
         ingested_at
 
-    from source
-
-),
-
-deduplicated as (
-
-    -- a redelivered message or a resent event keeps the same event_id: keep its first delivery
-    select *
-    from renamed
-    qualify row_number() over (partition by event_id order by ingested_at, message_id) = 1
+    from first_delivery
 
 )
 
-select * from deduplicated
+select * from renamed

@@ -1,3 +1,4 @@
+-- The latest known state of each player (the export is a snapshot; the newest load wins).
 with
 
 source as (
@@ -16,12 +17,13 @@ renamed as (
         -- attributes
         country,
         acquisition_channel,
-        is_test_account,
+        coalesce(is_test_account, false) as is_test_account,
 
         -- timestamps
         created_at,
         updated_at,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        _source as loaded_from
 
     from source
 
@@ -31,6 +33,7 @@ deduplicated as (
 
     select *
     from renamed
+    where true  -- BigQuery wants a WHERE next to QUALIFY
     qualify row_number() over (partition by game_id, player_id order by updated_at desc, loaded_at desc) = 1
 
 )

@@ -1,3 +1,4 @@
+{#- Combinations of `columns` that occur more than once: the model's grain is broken. -#}
 {% test unique_combination(model, columns) %}
     select {{ columns | join(', ') }}, count(*) as n_rows
     from {{ model }}

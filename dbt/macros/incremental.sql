@@ -1,0 +1,52 @@
+{#- Incremental models are driven by arrival, not by event time: each run takes the rows that
+    reached bronze (ingested_at) since the newest row the model already holds, minus an overlap of
+    var('arrival_lookback_hours') for rows that became visible late (a landing file renamed into
+    place after a newer one, BigQuery's streaming buffer). Whatever their event date, late events
+    are merged by key, so an incremental run equals a full refresh however late an event is.
+    event_date_column names the row's event date, for a backfill window (backfill_window). -#}
+{% macro arrival_window(column='ingested_at', watermark_column=none, event_date_column='event_date') -%}
+    {%- set watermark = watermark_column or column -%}
+    ({{ column }} >= (
+        select {{ hours_before('coalesce(max(' ~ watermark ~ "), cast('1970-01-01 00:00:00+00' as timestamp))", var('arrival_lookback_hours')) }}
+        from {{ this }}
+    ){{ backfill_window(event_date_column) }})
+{%- endmacro %}
+
+
+{#- A backfill (the flow's start/end, passed as vars start_date and end_date) also rebuilds every
+    row whose event date falls in [start_date, end_date], whenever it arrived. -#}
+{% macro backfill_window(event_date_column) -%}
+    {%- if var('start_date', none) is not none and var('end_date', none) is not none %}
+        or {{ event_date_column }} between cast('{{ var("start_date") }}' as date) and cast('{{ var("end_date") }}' as date)
+    {%- endif -%}
+{%- endmacro %}
+
+
+{#- Table settings of an event-date partitioned table. BigQuery: partitioned by day and clustered;
+    DuckDB has neither, and dbt-duckdb would read a partition_by dict as its own (file) option, so
+    nothing is set there. -#}
+{% macro date_partition(field) -%}
+    {%- if target.type == 'bigquery' -%}
+        {{ return({'field': field, 'data_type': 'date', 'granularity': 'day'}) }}
+    {%- else -%}
+        {{ return(none) }}
+    {%- endif -%}
+{%- endmacro %}
+
+{% macro clustering(columns) -%}
+    {{ return(columns if target.type == 'bigquery' else none) }}
+{%- endmacro %}
+
+{#- merge on BigQuery; delete+insert on DuckDB (same result for a batch keyed by unique_key). -#}
+{% macro keyed_strategy() -%}
+    {{ return('merge' if target.type == 'bigquery' else 'delete+insert') }}
+{%- endmacro %}
+
+
+{#- Development builds: with var('dev_days') set on a non-production target, event models keep only
+    the last N days of event time, so a local build over a big landing area stays fast. -#}
+{% macro dev_date_limit(date_column) -%}
+    {%- if var('dev_days', none) is not none and target.name != 'bigquery' -%}
+        and {{ date_column }} >= {{ add_days('current_date', -1 * (var('dev_days') | int)) }}
+    {%- endif -%}
+{%- endmacro %}

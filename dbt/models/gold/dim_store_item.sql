@@ -1,0 +1,31 @@
+-- One row per store item (sku) of the catalogue.
+with
+
+items as (
+
+    select * from {{ ref('stg_bronze__store_items') }}
+
+),
+
+final as (
+
+    select
+        -- ids
+        sku,
+        game_id,
+
+        -- attributes
+        item_name,
+        item_type,
+
+        -- numerics
+        list_price_usd,
+
+        -- timestamps
+        updated_at
+
+    from items
+
+)
+
+select * from final

@@ -1,0 +1,37 @@
+-- Daily FX rates, one row per (rate_date, currency): the newest load of a day wins.
+with
+
+source as (
+
+    select * from {{ source('bronze', 'fx_rates') }}
+
+),
+
+renamed as (
+
+    select
+        -- ids
+        date as rate_date,
+        currency,
+
+        -- numerics
+        usd_per_unit,
+
+        -- timestamps
+        _loaded_at as loaded_at,
+        _source as loaded_from
+
+    from source
+
+),
+
+deduplicated as (
+
+    select *
+    from renamed
+    where true  -- BigQuery wants a WHERE next to QUALIFY
+    qualify row_number() over (partition by rate_date, currency order by loaded_at desc, loaded_from desc) = 1
+
+)
+
+select * from deduplicated

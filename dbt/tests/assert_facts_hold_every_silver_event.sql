@@ -1,0 +1,51 @@
+{{ config(tags=['quality_gate']) }}
+-- Reconciliation of the incremental facts with silver, per event kind: every level event and ad
+-- impression, every session-day, every transaction and every player-day of silver is in its fact, and
+-- no fact holds more. A gap means an incremental run missed arrivals.
+with
+
+events as (
+
+    select * from {{ ref('stg_bronze__game_events') }}
+
+),
+
+expected as (
+
+    select 'fct_level_attempts' as fact, count(*) as n_rows
+    from events where event_name in ('level_start', 'level_complete', 'level_fail')
+    union all
+    select 'fct_ad_impressions', count(*) from events where event_name = 'ad_impression'
+    union all
+    select 'fct_sessions', count(*) from (
+        select distinct game_id, session_id, event_date from events where event_name in ('session_start', 'session_end')
+    ) as sessions
+    union all
+    select 'fct_purchases', count(*) from (
+        select distinct game_id, transaction_id from events where event_name = 'purchase'
+    ) as transactions
+    union all
+    select 'fct_player_activity_daily', count(*) from (
+        select distinct game_id, player_id, event_date from events
+    ) as player_days
+
+),
+
+actual as (
+
+    select 'fct_level_attempts' as fact, count(*) as n_rows from {{ ref('fct_level_attempts') }}
+    union all
+    select 'fct_ad_impressions', count(*) from {{ ref('fct_ad_impressions') }}
+    union all
+    select 'fct_sessions', count(*) from {{ ref('fct_sessions') }}
+    union all
+    select 'fct_purchases', count(*) from {{ ref('fct_purchases') }}
+    union all
+    select 'fct_player_activity_daily', count(*) from {{ ref('fct_player_activity_daily') }}
+
+)
+
+select expected.fact, expected.n_rows as in_silver, actual.n_rows as in_fact
+from expected
+inner join actual on expected.fact = actual.fact
+where expected.n_rows != actual.n_rows

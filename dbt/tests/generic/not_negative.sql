@@ -1,0 +1,6 @@
+{#- Rows where the column is below zero (money, durations, counts). -#}
+{% test not_negative(model, column_name) %}
+    select {{ column_name }}
+    from {{ model }}
+    where {{ column_name }} < 0
+{% endtest %}

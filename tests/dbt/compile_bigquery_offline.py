@@ -1,0 +1,68 @@
+"""Compile the dbt project for the ``bigquery`` target with no credentials and no network.
+
+dbt's compile opens a warehouse connection (to run introspective queries) and ``is_incremental()``
+asks the adapter whether the model's table exists. Here the BigQuery adapter is given a connection
+that never reaches Google, an empty relation cache, and a ``get_relation`` that answers "absent"
+(the full-refresh branch of every incremental model) or "a table" (the incremental branch). Every
+other part of dbt-bigquery (its macros, its SQL dialect, the project's dispatch) runs for real.
+
+    python -m tests.dbt.compile_bigquery_offline <target-path> full|incremental
+"""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from ingestion.settings import REPO_ROOT
+
+DBT_DIR = REPO_ROOT / "dbt"
+
+
+class OfflineHandle:
+    """A connection handle that refuses every query: compiling must not run one."""
+
+    def close(self) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"offline compile tried to use the BigQuery client ({name})")
+
+
+def compile_offline(target_path: Path, branch: str) -> bool:
+    from dbt.adapters.bigquery.connections import BigQueryConnectionManager
+    from dbt.adapters.bigquery.impl import BigQueryAdapter
+    from dbt.adapters.bigquery.relation import BigQueryRelation
+    from dbt.cli.main import dbtRunner
+
+    @classmethod
+    def open_offline(cls: Any, connection: Any) -> Any:
+        connection.handle = OfflineHandle()
+        connection.state = "open"
+        return connection
+
+    def get_relation(self: Any, database: str, schema: str, identifier: str) -> Any:
+        if branch == "incremental":
+            return BigQueryRelation.create(database=database, schema=schema, identifier=identifier, type="table")
+        return None
+
+    BigQueryConnectionManager.open = open_offline  # type: ignore[method-assign]
+    BigQueryAdapter.get_relation = get_relation  # type: ignore[method-assign]
+    BigQueryAdapter.list_relations_without_caching = lambda self, schema_relation: []  # type: ignore[method-assign]
+
+    os.environ.setdefault("GA_GCP_PROJECT", "offline-project")
+    os.environ["GA_TARGET"] = "bigquery"
+    result = dbtRunner().invoke([
+        "compile", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", "bigquery",
+        "--target-path", str(target_path),
+        "--select", "resource_type:model", "resource_type:analysis", "resource_type:test",
+        "--no-populate-cache", "--no-partial-parse", "--quiet",
+    ])
+    if not result.success:
+        print(result.exception, file=sys.stderr)
+    return result.success
+
+
+if __name__ == "__main__":
+    sys.exit(0 if compile_offline(Path(sys.argv[1]), sys.argv[2]) else 1)
