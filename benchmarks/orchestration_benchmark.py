@@ -70,7 +70,7 @@ def measure(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, floa
 
 def prepare(data_dir: Path, players: int, days: int) -> None:
     from ingestion.batch.launch import SOURCES, run_local
-    from ingestion.bronze import ensure_local_bronze
+    from ingestion.bronze import compact_local_bronze, ensure_local_bronze
     from ingestion.settings import Settings
     from ingestion.simulator import SimulationConfig, simulate
     from tests.conftest import land_simulation
@@ -79,6 +79,7 @@ def prepare(data_dir: Path, players: int, days: int) -> None:
     land_simulation(sim, data_dir)
     settings = Settings(data_dir=data_dir)
     ensure_local_bronze(settings.landing_dir)
+    compact_local_bronze(settings.landing_dir)  # as the flow's prepare-landing step does
     for source in SOURCES:
         run_local(source, sim.config.start_date.replace(year=2015), sim.config.start_date.replace(year=2030), settings)
     print(f"data: {len(sim.valid_events)} events, {players} players per game, {days} days")

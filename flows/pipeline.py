@@ -20,7 +20,7 @@ from flows.dbt import QUALITY_GATE, LogLine, NodeResult, dbt_args, read_run_resu
 from flows.notify import notify_failure
 from flows.retries import retry_if_transient
 from ingestion.batch.launch import SOURCES, LoadResult
-from ingestion.bronze import ensure_local_bronze
+from ingestion.bronze import compact_local_bronze, ensure_local_bronze
 from ingestion.settings import Settings
 
 Source = Literal["players", "store_items", "fx_rates"]
@@ -111,7 +111,12 @@ def run_step(command: str, params: PipelineParameters, target_path: Path, **sele
 
 @task(name="prepare-landing")
 def prepare_landing() -> None:
-    ensure_local_bronze(Settings().landing_dir)
+    """The local bronze: every table present, and the streamed tables' small files (one per
+    message) compacted, so that dbt reads a few large files."""
+    landing_dir = Settings().landing_dir
+    ensure_local_bronze(landing_dir)
+    merged = compact_local_bronze(landing_dir)
+    get_run_logger().info("landing area compacted: %s files merged", merged)
 
 
 @task(name="ingest-batch", task_run_name="ingest-{source}", retries=3, retry_delay_seconds=exponential_backoff(10),

@@ -8,7 +8,7 @@ import pyarrow as pa
 
 from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
-from ingestion.landing import ensure_table
+from ingestion.landing import compact, ensure_table
 from ingestion.sinks import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA
 
 
@@ -28,3 +28,12 @@ def ensure_local_bronze(landing_dir: Path) -> None:
     even for a table nothing has been written to yet."""
     for table, schema in bronze_schemas().items():
         ensure_table(landing_dir / table, schema)
+
+
+STREAMED_TABLES = ("game_events", "game_events_rejected")
+
+
+def compact_local_bronze(landing_dir: Path) -> dict[str, int]:
+    """Compact the streamed tables of the local landing area (files merged away, per table)."""
+    schemas = bronze_schemas()
+    return {table: compact(landing_dir / table, schemas[table]) for table in STREAMED_TABLES}
