@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -141,6 +142,23 @@ def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], Non
         failed = [n.unique_id for n in nodes if n.status in FAILED_STATUSES]
         raise DbtFailure(args[0], failed, "" if failed else f"exit code {code}, see the log above")
     return nodes
+
+
+PARTIAL_PARSE = "partial_parse.msgpack"
+
+
+def seed_partial_parse(target_path: Path, candidates: Sequence[Path]) -> Path | None:
+    """Give a fresh target folder the parse state of an earlier one (another step of the same run,
+    or the project's own target folder, parsed when the image was built), so dbt parses only what
+    changed instead of the whole project: about 3 s less per dbt command here. dbt itself checks
+    the state is still valid (same vars, profile and files) and parses in full otherwise."""
+    if (target_path / PARTIAL_PARSE).exists():
+        return None
+    source = next((c / PARTIAL_PARSE for c in candidates if (c / PARTIAL_PARSE).exists()), None)
+    if source is not None:
+        target_path.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target_path / PARTIAL_PARSE)
+    return source
 
 
 def target_dir(args: list[str]) -> Path:

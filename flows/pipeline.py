@@ -16,7 +16,17 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from flows.batch import cancel_dataflow_jobs, ingest_source
-from flows.dbt import QUALITY_GATE, LogLine, NodeResult, dbt_args, read_run_results, run_dbt, show
+from flows.dbt import (
+    DBT_DIR,
+    QUALITY_GATE,
+    LogLine,
+    NodeResult,
+    dbt_args,
+    read_run_results,
+    run_dbt,
+    seed_partial_parse,
+    show,
+)
 from flows.notify import notify_failure
 from flows.retries import retry_if_transient
 from ingestion.batch.launch import SOURCES, LoadResult
@@ -100,6 +110,7 @@ def report_dbt_line(line: LogLine) -> None:
 
 def run_step(command: str, params: PipelineParameters, target_path: Path, **selection: Any) -> list[NodeResult]:
     settings = Settings(target=params.target)
+    seed_partial_parse(target_path, [target_path.parent / "build", DBT_DIR / "target"])
     if resumable(target_path):
         get_run_logger().info("resuming the failed %s of this flow run with `dbt retry`", command)
         args = ["retry", *dbt_args("retry", target=params.target, target_path=target_path)[1:]]

@@ -85,3 +85,17 @@ def test_the_run_summary_names_failing_and_warning_tests_and_headline_kpis() -> 
     assert "| model.game_analytics.mart_daily_kpis | success | 12 |" in md
     assert "warn: `test.game_analytics.rejected_share`" in md
     assert "Headline KPIs, 2026-01-10" in md and "| g | 15 |" in md and "| g | 9 |" not in md
+
+
+def test_a_new_dbt_target_folder_starts_from_an_earlier_parse(tmp_path: Path) -> None:
+    from flows.dbt import PARTIAL_PARSE, seed_partial_parse
+
+    build, test, image = tmp_path / "build", tmp_path / "test", tmp_path / "image"
+    image.mkdir()
+    (image / PARTIAL_PARSE).write_bytes(b"image state")
+    assert seed_partial_parse(build, [build, image]) == image / PARTIAL_PARSE
+    (build / PARTIAL_PARSE).write_bytes(b"build state")
+    assert seed_partial_parse(test, [build, image]) == build / PARTIAL_PARSE
+    assert (test / PARTIAL_PARSE).read_bytes() == b"build state"
+    assert seed_partial_parse(test, [image]) is None  # never overwrites its own state
+    assert seed_partial_parse(tmp_path / "none", [tmp_path / "missing"]) is None
