@@ -10,8 +10,7 @@ from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.notify import notify_failure
-from flows.pipeline import Source, Target, game_analytics_pipeline
-from ingestion.batch.launch import SOURCES
+from flows.pipeline import SOURCES, Source, Target, game_analytics_pipeline
 
 
 def windows(start: date, end: date, days: int) -> list[tuple[date, date]]:

@@ -6,14 +6,16 @@ from __future__ import annotations
 
 import time
 from datetime import date
+from typing import TYPE_CHECKING
 
 from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
-from ingestion.batch import dataflow
-from ingestion.batch.launch import LoadResult, launch
 from ingestion.settings import Settings
+
+if TYPE_CHECKING:
+    from ingestion.batch.launch import LoadResult
 
 
 class DataflowJobFailed(RuntimeError):
@@ -34,6 +36,8 @@ def poll_delays(first_s: float | None = None, factor: float = 1.5, max_s: float 
 def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.sleep) -> str:
     """Poll the job until it ends; return its final state name, raise DataflowJobFailed when it did
     not succeed. The job is cancelled when the wait stops for any other reason (timeout included)."""
+    from ingestion.batch import dataflow
+
     logger = get_run_logger()
     deadline = time.monotonic() + timeout_s
     finished = False
@@ -59,6 +63,10 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
 
 
 def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float) -> LoadResult:
+    # Beam and the Google clients load only where a batch load runs, not with every flow
+    from ingestion.batch import dataflow
+    from ingestion.batch.launch import launch
+
     result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
     if result.job_id is None:  # ran to the end in this process
         get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
@@ -74,6 +82,8 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
 def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
     """Flow hook (cancelled or crashed run): cancel the Dataflow jobs this run launched, found by
     their run_id label, since their watching tasks may not have had the chance to."""
+    from ingestion.batch import dataflow
+
     parameters = getattr(flow_run, "parameters", None) or {}
     if parameters.get("target", "local") == "local":
         return

@@ -161,6 +161,16 @@ def seed_partial_parse(target_path: Path, candidates: Sequence[Path]) -> Path | 
     return source
 
 
+def save_parse_state(target_path: Path, cache: Path) -> None:
+    """Keep the latest parse state where the next run's first dbt command finds it (atomically)."""
+    state = target_path / PARTIAL_PARSE
+    if state.exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".{PARTIAL_PARSE}.{os.getpid()}.tmp"
+        shutil.copyfile(state, tmp)
+        os.replace(tmp, cache / PARTIAL_PARSE)
+
+
 def target_dir(args: list[str]) -> Path:
     return Path(args[args.index("--target-path") + 1]) if "--target-path" in args else DBT_DIR / "target"
 

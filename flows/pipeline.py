@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -24,16 +24,19 @@ from flows.dbt import (
     dbt_args,
     read_run_results,
     run_dbt,
+    save_parse_state,
     seed_partial_parse,
     show,
 )
 from flows.notify import notify_failure
 from flows.retries import retry_if_transient
-from ingestion.batch.launch import SOURCES, LoadResult
-from ingestion.bronze import compact_local_bronze, ensure_local_bronze
 from ingestion.settings import Settings
 
+if TYPE_CHECKING:  # the batch pipelines (Beam) are imported only by the tasks that run them
+    from ingestion.batch.launch import LoadResult
+
 Source = Literal["players", "store_items", "fx_rates"]
+SOURCES: tuple[str, ...] = get_args(Source)  # the batch sources (ingestion.batch.launch.SOURCES)
 Target = Literal["local", "bigquery"]
 # the window loaded when none is given: every export the bucket holds
 EARLIEST = date(2015, 1, 1)
@@ -108,22 +111,33 @@ def report_dbt_line(line: LogLine) -> None:
         )
 
 
+def parse_cache(settings: Settings) -> Path:
+    """Where the latest dbt parse state is kept between flow runs (each run has its own target folder)."""
+    return settings.data_dir / "dbt-runs" / "parse-cache" / settings.target
+
+
 def run_step(command: str, params: PipelineParameters, target_path: Path, **selection: Any) -> list[NodeResult]:
     settings = Settings(target=params.target)
-    seed_partial_parse(target_path, [target_path.parent / "build", DBT_DIR / "target"])
+    cache = parse_cache(settings)
+    seed_partial_parse(target_path, [target_path.parent / "build", cache, DBT_DIR / "target"])
     if resumable(target_path):
         get_run_logger().info("resuming the failed %s of this flow run with `dbt retry`", command)
         args = ["retry", *dbt_args("retry", target=params.target, target_path=target_path)[1:]]
     else:
         args = dbt_args(command, target=params.target, target_path=target_path, start=params.start,
                         end=params.end, dbt_vars=params.vars, **selection)
-    return run_dbt(args, settings, on_log=report_dbt_line, timeout_s=params.dbt_timeout_s)
+    try:
+        return run_dbt(args, settings, on_log=report_dbt_line, timeout_s=params.dbt_timeout_s)
+    finally:
+        save_parse_state(target_path, cache)
 
 
 @task(name="prepare-landing")
 def prepare_landing() -> None:
     """The local bronze: every table present, and the streamed tables' small files (one per
     message) compacted, so that dbt reads a few large files."""
+    from ingestion.bronze import compact_local_bronze, ensure_local_bronze
+
     landing_dir = Settings().landing_dir
     ensure_local_bronze(landing_dir)
     merged = compact_local_bronze(landing_dir)

@@ -99,3 +99,16 @@ def test_a_new_dbt_target_folder_starts_from_an_earlier_parse(tmp_path: Path) ->
     assert (test / PARTIAL_PARSE).read_bytes() == b"build state"
     assert seed_partial_parse(test, [image]) is None  # never overwrites its own state
     assert seed_partial_parse(tmp_path / "none", [tmp_path / "missing"]) is None
+
+
+def test_the_flow_knows_every_batch_source_and_imports_no_pipeline_code() -> None:
+    import subprocess
+    import sys
+
+    from flows.pipeline import SOURCES
+    from ingestion.batch.launch import SOURCES as BATCH_SOURCES
+
+    assert SOURCES == BATCH_SOURCES
+    # Beam and the Google clients load only in the tasks that run a batch load
+    probe = "import sys, flows.pipeline, flows.backfill; print('apache_beam' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
