@@ -85,3 +85,14 @@ def land_simulation(sim: Simulation, data_dir: Path) -> None:
     settings = Settings(data_dir=data_dir)
     land_events(sim.messages, settings)
     sim.write_exports(settings.exports_dir)
+
+
+def requires_pubsub_emulator() -> pytest.MarkDecorator:
+    """Skip where the Pub/Sub emulator cannot run (no gcloud component or Java on this machine);
+    in CI (CI set), where it must run, fail instead so its tests never go missing quietly."""
+    from deployments.local.pubsub import emulator_unavailable_reason
+
+    reason = emulator_unavailable_reason()
+    if reason is not None and os.environ.get("CI"):
+        pytest.fail(f"the Pub/Sub emulator is required in CI: {reason}", pytrace=False)
+    return pytest.mark.skipif(reason is not None, reason=f"Pub/Sub emulator unavailable: {reason}")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import requires_pubsub_emulator
+
 from deployments.local import pubsub
 from deployments.local.pubsub import DeliveryPolicy, emulator_unavailable_reason, push_endpoint, push_subscription_request, topology
 
@@ -45,7 +47,7 @@ def test_delivery_policy_errors_name_the_field(kwargs: dict[str, int], field: st
         DeliveryPolicy(**kwargs)
 
 
-@pytest.mark.skipif(emulator_unavailable_reason() is not None, reason=f"Pub/Sub emulator unavailable: {emulator_unavailable_reason()}")
+@requires_pubsub_emulator()
 def test_the_emulator_stops_with_its_java_process(tmp_path: Path) -> None:
     with pubsub.pubsub_emulator(tmp_path) as host:
         port = host.rsplit(":", 1)[1]

@@ -26,19 +26,15 @@ import pytest
 
 from deployments.local.pubsub import (
     LocalStream,
-    emulator_unavailable_reason,
     local_streaming_stack,
     read_dead_letters,
     wait_for_delivery,
 )
 from ingestion.simulator import Simulation, SimulationConfig, simulate
 from ingestion.simulator.deliver import publish_all
-from tests.conftest import SMALL
+from tests.conftest import SMALL, requires_pubsub_emulator
 
-_REASON = emulator_unavailable_reason()
-if _REASON is not None and os.environ.get("CI"):
-    pytest.fail(f"the Pub/Sub emulator is required in CI: {_REASON}", pytrace=False)
-pytestmark = pytest.mark.skipif(_REASON is not None, reason=f"Pub/Sub emulator unavailable: {_REASON}")
+pytestmark = requires_pubsub_emulator()
 
 MAX_AHEAD = timedelta(hours=24)
 # The simulated days end yesterday: the emulator stamps the real publish time, so events published
