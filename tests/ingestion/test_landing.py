@@ -36,7 +36,7 @@ def test_a_reader_never_sees_fewer_rows_while_compaction_runs(tmp_path: Path, ti
     expected = duckdb.sql(f"select count(distinct event_id || message_id) from "
                           f"read_parquet('{events}/**/*.parquet', union_by_name = true)").fetchall()[0][0]
     seen: list[int] = []
-    done = threading.Event()
+    reading, done = threading.Event(), threading.Event()
 
     def read() -> None:
         con = duckdb.connect()
@@ -46,9 +46,12 @@ def test_a_reader_never_sees_fewer_rows_while_compaction_runs(tmp_path: Path, ti
                                     f"read_parquet('{events}/**/*.parquet', union_by_name = true)").fetchall()[0][0])
             except duckdb.IOException:  # a listed file was merged away before it was opened: read again
                 continue
+            finally:
+                reading.set()
 
     reader = threading.Thread(target=read)
     reader.start()
+    assert reading.wait(60)  # the reader is in its loop before compaction starts
     compact(events, GAME_EVENTS_SCHEMA, min_files=2, max_files_per_output=3)
     done.set()
     reader.join()
