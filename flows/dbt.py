@@ -8,16 +8,21 @@ import shutil
 import subprocess
 import sys
 import threading
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from ingestion.settings import REPO_ROOT, Settings
 
 DBT_DIR = REPO_ROOT / "dbt"
 # tests that gate the warehouse after the build (reconciliations); dbt build leaves them to dbt test
 QUALITY_GATE = "tag:quality_gate"
+# what the scheduled builds leave out: unit tests check the SQL on fixed inputs, so they run in CI
+# (the test suite builds the project with them), not again on every production run
+NOT_IN_PRODUCTION = ("unit_test",)
 FAILED_STATUSES = ("error", "fail", "runtime error")
 
 
@@ -46,6 +51,7 @@ def dbt_args(
     target: str,
     select: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    exclude_resource_types: Sequence[str] = (),
     full_refresh: bool = False,
     dbt_vars: dict[str, Any] | None = None,
     start: date | None = None,
@@ -60,6 +66,8 @@ def dbt_args(
         args += ["--select", *select]
     if exclude:
         args += ["--exclude", *exclude]
+    if exclude_resource_types:
+        args += ["--exclude-resource-type", *exclude_resource_types]
     if full_refresh:
         args.append("--full-refresh")
     merged = dict(dbt_vars or {})
@@ -105,32 +113,104 @@ def parse_log_line(line: str) -> LogLine:
     return LogLine(info.get("msg", ""), info.get("level", "info"), node or None)
 
 
+# the line a dbt session writes after each command: the marker, then the command's exit code
+END_OF_COMMAND = "\x1edbt-session-exit "
+
+
+class DbtSession:
+    """One dbt process that runs the dbt commands of a flow run one after the other.
+
+    A child process, not dbt's runner inside the flow: a timeout really stops it (the process is
+    killed, and the next command starts a new one), and it holds no warehouse connection or global
+    state in the caller. One process for all the steps, not one per command: dbt's start-up (about
+    1.5 s of imports, and reading the parse state) is paid once per flow run instead of once per
+    step. Each command's structured log is streamed back as it runs."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._proc: subprocess.Popen[str] | None = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> "DbtSession":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _process(self) -> subprocess.Popen[str]:
+        if self._proc is None or self._proc.poll() is not None:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "flows.dbt"], env=dbt_env(self.settings), cwd=REPO_ROOT,
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                bufsize=1, start_new_session=True)
+        return self._proc
+
+    def run(self, args: list[str], on_log: Callable[[LogLine], None] = print, timeout_s: float | None = None) -> int:
+        """Run one dbt command (its arguments as on the command line); return its exit code."""
+        with self._lock:
+            proc = self._process()
+            timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
+            if timer:
+                timer.start()
+            code: int | None = None
+            try:
+                proc.stdin.write(json.dumps(args) + "\n")  # type: ignore[union-attr]
+                proc.stdin.flush()  # type: ignore[union-attr]
+                for line in proc.stdout:  # type: ignore[union-attr]
+                    if line.startswith(END_OF_COMMAND):
+                        code = int(line[len(END_OF_COMMAND):])
+                        break
+                    on_log(parse_log_line(line.rstrip()))
+            except BrokenPipeError:
+                pass  # the process died before it read the command: its exit code says why
+            finally:
+                if timer:
+                    timer.cancel()
+            if code is None:  # the process ended in the middle of the command
+                self._proc = None
+                code = proc.wait()
+                if code < 0:
+                    raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s")
+                code = code or 2
+            return code
+
+    def close(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        proc.stdin.close()  # type: ignore[union-attr]  # the session ends after its last command
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# the session the dbt steps of the current flow run share (set by `dbt_session`); none: one
+# process per command
+_current_session: ContextVar[DbtSession | None] = ContextVar("dbt_session", default=None)
+
+
+@contextmanager
+def dbt_session(settings: Settings) -> Iterator[DbtSession]:
+    """Within this block, every dbt command (run_dbt, show) runs in one shared dbt process."""
+    with DbtSession(settings) as session:
+        token = _current_session.set(session)
+        try:
+            yield session
+        finally:
+            _current_session.reset(token)
+
+
 def invoke(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
            timeout_s: float | None = None) -> int:
-    """Run the dbt CLI as a child process, streaming its structured log; return its exit code.
-
-    A child process, not dbt's in-process runner: a timeout really stops it (the process is
-    killed), it holds no warehouse connection or global state in the caller, and it costs what a
-    plain ``dbt build`` costs (in-process runners that make a Prefect task per node cost several
-    times that on this project's size)."""
-    cmd = [str(Path(sys.executable).with_name("dbt")), "--log-format", "json", "--no-use-colors", *args]
-    with subprocess.Popen(cmd, env=dbt_env(settings), cwd=DBT_DIR, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, start_new_session=True) as proc:
-        timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
-        if timer:
-            timer.start()
-        try:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                on_log(parse_log_line(line.rstrip()))
-            code = proc.wait()
-        finally:
-            if timer:
-                timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-    if code < 0:
-        raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s")
-    return code
+    """Run one dbt command, streaming its structured log; return its exit code. It runs in the
+    current flow run's dbt session, or in a dbt process of its own when there is none."""
+    session = _current_session.get()
+    if session is not None:
+        return session.run(args, on_log, timeout_s)
+    with DbtSession(settings) as own:
+        return own.run(args, on_log, timeout_s)
 
 
 def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
@@ -201,3 +281,24 @@ def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[d
     if code != 0 or preview is None:
         raise DbtFailure("show", [node], "\n".join(lines[-20:]))
     return json.loads(preview)["show"]
+
+
+def serve() -> None:
+    """The dbt session process: read one command per line (a JSON list of dbt arguments) from
+    stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
+    the dbt CLI would have returned (0 success, 1 failed nodes, 2 error)."""
+    from dbt.cli.main import dbtRunner
+
+    for line in sys.stdin:
+        try:
+            result = dbtRunner().invoke(["--log-format", "json", "--no-use-colors", *json.loads(line)])
+            code = 0 if result.success else (2 if result.exception is not None else 1)
+        except Exception as error:  # noqa: BLE001 - reported like the CLI reports it, the session goes on
+            print(json.dumps({"info": {"msg": f"dbt session: {error!r}", "level": "error"}}))
+            code = 2
+        sys.stdout.write(f"{END_OF_COMMAND}{code}\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    serve()

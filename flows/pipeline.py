@@ -18,10 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
+    NOT_IN_PRODUCTION,
     QUALITY_GATE,
     LogLine,
     NodeResult,
     dbt_args,
+    dbt_session,
     read_run_results,
     run_dbt,
     save_parse_state,
@@ -152,8 +154,8 @@ def ingest_batch(source: str, start: date, end: date, params: PipelineParameters
 
 @task(name="dbt-build", persist_result=True)
 def dbt_build(params: PipelineParameters, target_path: Path) -> list[NodeResult]:
-    return run_step("build", params, target_path, select=params.select,
-                    exclude=[*params.exclude, QUALITY_GATE], full_refresh=params.full_refresh)
+    return run_step("build", params, target_path, select=params.select, exclude=[*params.exclude, QUALITY_GATE],
+                    exclude_resource_types=NOT_IN_PRODUCTION, full_refresh=params.full_refresh)
 
 
 @task(name="dbt-test", persist_result=True)
@@ -235,6 +237,7 @@ def game_analytics_pipeline(
     wait(futures)
     loads = [f.result() for f in futures]
     run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
-    built = dbt_build(params, run_dir / "build")
-    tested = dbt_test(params, run_dir)
-    return publish_summary(loads, built, tested, params.target)
+    with dbt_session(settings):  # one dbt process for the build, the gate and the summary
+        built = dbt_build(params, run_dir / "build")
+        tested = dbt_test(params, run_dir)
+        return publish_summary(loads, built, tested, params.target)

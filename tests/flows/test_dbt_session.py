@@ -1,0 +1,46 @@
+"""The dbt session: the dbt commands of a flow run share one real dbt process, a timeout kills it,
+and the next command starts a new one."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.dbt import DbtSession, LogLine, dbt_args, dbt_session, invoke
+from ingestion.settings import Settings
+
+# a query DuckDB needs far longer than the timeout for
+ENDLESS = "select count(*) from range(1000000000000) as a(x) where x % 7 = 3"
+
+
+def show_inline(sql: str, target_path: Path) -> list[str]:
+    return dbt_args("show", target="local", target_path=target_path) + ["--inline", sql, "--output", "json"]
+
+
+def test_commands_share_one_process_and_report_like_the_cli(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    lines: list[LogLine] = []
+    with dbt_session(settings) as session:
+        assert invoke(show_inline("select 41 + 1 as answer", tmp_path / "t"), settings, lines.append) == 0
+        first = session._proc.pid
+        assert invoke(dbt_args("ls", target="local", target_path=tmp_path / "t", select=["stg_bronze__players"]),
+                      settings, lines.append) == 0
+        assert session._proc.pid == first  # the second command ran in the same dbt process
+        assert invoke(show_inline("select * from no_such_table", tmp_path / "t"), settings, lines.append) == 2  # as the CLI
+        assert session._proc.pid == first  # a failing command does not end the session
+        process = session._proc
+    assert process.poll() == 0  # the session process ends with its block
+    messages = "\n".join(line.message for line in lines)
+    assert '"answer": 42' in messages and "game_analytics.silver.stg_bronze__players" in messages
+    assert "no_such_table" in messages  # the error is in the log, as the CLI prints it
+
+
+def test_a_timeout_kills_the_process_and_the_next_command_gets_a_new_one(tmp_path: Path) -> None:
+    with DbtSession(Settings(data_dir=tmp_path)) as session:
+        assert session.run(show_inline("select 1 as one", tmp_path / "t"), lambda line: None) == 0
+        first = session._proc
+        with pytest.raises(TimeoutError, match="dbt show was stopped after 4 s"):
+            session.run(show_inline(ENDLESS, tmp_path / "t"), lambda line: None, timeout_s=4)
+        assert first.poll() is not None  # killed, not left running
+        assert session.run(show_inline("select 1 as one", tmp_path / "t"), lambda line: None) == 0
+        assert session._proc.pid != first.pid
