@@ -108,3 +108,12 @@ def test_the_flow_run_is_recorded_on_the_prefect_server(pipeline_run) -> None:
     for step in ("prepare-landing", "dbt-build", "dbt-test", "publish-summary"):
         assert any(name.startswith(f"{step}-") for name in names), f"no task run for {step}: {names}"
     assert all(t.state.is_completed() for t in tasks)
+
+
+def test_the_scheduled_build_runs_models_and_data_tests_and_leaves_unit_tests_to_ci(pipeline_run) -> None:
+    from flows.dbt import read_run_results
+
+    settings, state = pipeline_run
+    build = settings.data_dir / "dbt-runs" / str(state.state_details.flow_run_id) / "build"
+    kinds = {node.resource_type for node in read_run_results(build)}
+    assert {"model", "test"} <= kinds and "unit_test" not in kinds

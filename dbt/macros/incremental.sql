@@ -42,6 +42,13 @@
     {{ return('merge' if target.type == 'bigquery' else 'delete+insert') }}
 {%- endmacro %}
 
+{#- For the models whose runs add only keys the table does not hold yet (an anti-join on the key is
+    part of their SQL): merge on BigQuery still, a plain append on DuckDB, which spares a delete
+    pass over every key of the table that could not match anything. -#}
+{% macro new_keys_strategy() -%}
+    {{ return('merge' if target.type == 'bigquery' else 'append') }}
+{%- endmacro %}
+
 
 {#- Development builds: with var('dev_days') set on a non-production target, event models keep only
     the last N days of event time, so a local build over a big landing area stays fast. -#}
@@ -49,4 +56,12 @@
     {%- if var('dev_days', none) is not none and target.name != 'bigquery' -%}
         and {{ date_column }} >= {{ add_days('current_date', -1 * (var('dev_days') | int)) }}
     {%- endif -%}
+{%- endmacro %}
+
+
+{#- When this dbt run started, as a timestamp: a fact's loaded_at, so that a model built on the fact
+    can take exactly the rows added since its own last run (a watermark no late row can slip past,
+    since a run's rows all carry that run's start and runs never overlap). -#}
+{% macro run_started_timestamp() -%}
+    cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}

@@ -1,7 +1,8 @@
 {{ config(tags=['quality_gate']) }}
 -- Reconciliation of the incremental facts with silver, per event kind: every level event and ad
 -- impression, every session-day, every transaction and every player-day of silver is in its fact, and
--- no fact holds more. A gap means an incremental run missed arrivals.
+-- no fact holds more; and the per-player level totals add up to the level events. A gap means an
+-- incremental run missed arrivals (or counted some twice).
 with
 
 events as (
@@ -28,6 +29,9 @@ expected as (
     select 'fct_player_activity_daily', count(*) from (
         select distinct game_id, player_id, event_date from events
     ) as player_days
+    union all
+    select 'fct_player_levels', count(*)
+    from events where event_name in ('level_start', 'level_complete', 'level_fail') and level is not null
 
 ),
 
@@ -42,6 +46,8 @@ actual as (
     select 'fct_purchases', count(*) from {{ ref('fct_purchases') }}
     union all
     select 'fct_player_activity_daily', count(*) from {{ ref('fct_player_activity_daily') }}
+    union all
+    select 'fct_player_levels', sum(starts + completions + fails) from {{ ref('fct_player_levels') }}
 
 )
 

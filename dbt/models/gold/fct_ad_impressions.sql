@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='event_id',
-        incremental_strategy=keyed_strategy(),
+        incremental_strategy=new_keys_strategy(),
         on_schema_change='fail',
         partition_by=date_partition('impression_date'),
         cluster_by=clustering(['game_id', 'ad_network']),

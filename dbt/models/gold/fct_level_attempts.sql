@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='event_id',
-        incremental_strategy=keyed_strategy(),
+        incremental_strategy=new_keys_strategy(),
         on_schema_change='fail',
         partition_by=date_partition('event_date'),
         cluster_by=clustering(['game_id', 'level']),
@@ -70,7 +70,8 @@ final as (
         -- timestamps
         event_timestamp,
         event_date,
-        ingested_at
+        ingested_at,
+        {{ run_started_timestamp() }} as loaded_at
 
     from new_events
 

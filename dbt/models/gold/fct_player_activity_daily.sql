@@ -10,8 +10,10 @@
 }}
 -- One row per player and UTC date with any valid event (test accounts included: the marts leave
 -- them out through dim_player, so a re-flagged account needs no rebuild). The compact base of
--- DAU, MAU, cohorts and retention, as bigquery-etl's clients_daily is.
--- Incremental: (player, date) pairs first seen in newly arrived events are added.
+-- DAU, MAU, cohorts and retention, as bigquery-etl's clients_daily is. Each row also carries the
+-- player's previous active date, so MAU needs no window over the whole table.
+-- Incremental: (player, date) pairs first seen in newly arrived events are added; a new pair that
+-- lands between two held ones (a late event) also gives the next held day its new previous date.
 with
 
 events as (
@@ -50,13 +52,58 @@ new_player_days as (
     where existing.player_id is null
 
 ),
-{% else %}
-new_player_days as (
 
-    select * from player_days
+new_since as (
+
+    select game_id, player_id, min(activity_date) as from_date
+    from new_player_days
+    group by game_id, player_id
+
+),
+
+-- the new days, the held days after them (their previous date may change), and the last held day
+-- before them (a previous date only: not written again)
+days_to_order as (
+
+    select game_id, player_id, activity_date, first_ingested_at, true as is_written
+    from new_player_days
+
+    union all
+
+    select held.game_id, held.player_id, held.activity_date, held.first_ingested_at, true as is_written
+    from {{ this }} as held
+    inner join new_since
+        on held.game_id = new_since.game_id
+        and held.player_id = new_since.player_id
+        and held.activity_date > new_since.from_date
+
+    union all
+
+    select held.game_id, held.player_id, max(held.activity_date), min(held.first_ingested_at), false as is_written
+    from {{ this }} as held
+    inner join new_since
+        on held.game_id = new_since.game_id
+        and held.player_id = new_since.player_id
+        and held.activity_date < new_since.from_date
+    group by held.game_id, held.player_id
+
+),
+{% else %}
+days_to_order as (
+
+    select *, true as is_written from player_days
 
 ),
 {% endif %}
+
+ordered as (
+
+    select
+        *,
+        lag(activity_date) over (partition by game_id, player_id order by activity_date) as previous_activity_date
+    from days_to_order
+
+),
 
 final as (
 
@@ -67,9 +114,11 @@ final as (
 
         -- timestamps
         activity_date,
+        previous_activity_date,
         first_ingested_at
 
-    from new_player_days
+    from ordered
+    where is_written
 
 )
 

@@ -29,17 +29,20 @@ rates as (
 
 ),
 
+-- the view is read a second time here rather than through purchases: a CTE read twice is
+-- materialized in full (DuckDB), before the arrival window or the join could narrow it
 arrived as (
 
-    select distinct game_id, transaction_id
-    from purchases
+    select game_id, transaction_id, min(event_date) as from_date
+    from {{ ref('int_purchases__converted') }}
     where {{ arrival_window('ingested_at', watermark_column='last_ingested_at') }}
+    group by game_id, transaction_id
 
 ),
 
 repriced as (
 
-    select current_rows.game_id, current_rows.transaction_id
+    select current_rows.game_id, current_rows.transaction_id, current_rows.purchase_date as from_date
     from {{ this }} as current_rows
     left join rates
         on current_rows.currency = rates.currency
@@ -49,11 +52,29 @@ repriced as (
 
 ),
 
+-- a touched transaction's events all lie on or after its earliest one: the first purchase held
+-- so far (purchase_date) or a newly arrived event, so silver is read from the earliest such date
+already_held as (
+
+    select current_rows.game_id, current_rows.transaction_id, current_rows.purchase_date as from_date
+    from {{ this }} as current_rows
+    inner join arrived
+        on current_rows.game_id = arrived.game_id
+        and current_rows.transaction_id = arrived.transaction_id
+
+),
+
 touched as (
 
-    select * from arrived
-    union distinct
-    select * from repriced
+    select game_id, transaction_id, min(from_date) as from_date
+    from (
+        select * from arrived
+        union all
+        select * from repriced
+        union all
+        select * from already_held
+    ) as touched_events
+    group by game_id, transaction_id
 
 ),
 
@@ -64,6 +85,7 @@ candidates as (
     inner join touched
         on purchases.game_id = touched.game_id
         and purchases.transaction_id = touched.transaction_id
+    where purchases.event_date >= (select min(from_date) from touched)
 
 ),
 {% else %}

@@ -24,11 +24,14 @@ session_events as (
 ),
 
 {% if is_incremental() %}
+-- silver is read a second time here rather than through session_events: a CTE read twice is
+-- materialized in full (DuckDB), before the arrival window or the join could narrow it
 touched as (
 
     select distinct game_id, session_id, event_date
-    from session_events
-    where {{ arrival_window('ingested_at', watermark_column='last_ingested_at') }}
+    from {{ ref('stg_bronze__game_events') }}
+    where event_name in ('session_start', 'session_end')
+        and {{ arrival_window('ingested_at', watermark_column='last_ingested_at') }}
 
 ),
 

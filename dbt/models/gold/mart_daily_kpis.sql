@@ -14,7 +14,7 @@ players as (
 
 player_days as (
 
-    select activity.game_id, activity.player_id, activity.activity_date
+    select activity.game_id, activity.player_id, activity.activity_date, activity.previous_activity_date
     from {{ ref('fct_player_activity_daily') }} as activity
     inner join players
         on activity.game_id = players.game_id
@@ -69,33 +69,29 @@ daily_new_players as (
 
 ),
 
--- MAU without a 30-fold join: a player's active day opens a 30-day window that ends early at the
--- player's next active day (which opens its own); +1 where a window opens, -1 where it closes, and
--- the running sum on a day is the number of players active in the 30 days ending that day.
-windows as (
-
-    select
-        game_id,
-        activity_date,
-        lead(activity_date) over (partition by game_id, player_id order by activity_date) as next_active_date
-    from player_days
-
-),
-
+-- MAU without a 30-fold join and without a window: a player's active day keeps the player in MAU
+-- for that day and the 29 after it. Of that span, the days not already covered by the player's
+-- previous active day start at the later of the day itself and 30 days after the previous one:
+-- +1 there, -1 thirty days after the active day, and the running sum on a day is the number of
+-- players active in the 30 days ending that day.
 window_steps as (
 
-    select game_id, activity_date as step_date, 1 as step
-    from windows
-    union all
     select
         game_id,
         case
-            when next_active_date is not null
-                and next_active_date < {{ add_days('activity_date', 30) }} then next_active_date
-            else {{ add_days('activity_date', 30) }}
+            when previous_activity_date is not null
+                and {{ add_days('previous_activity_date', 30) }} > activity_date then {{ add_days('previous_activity_date', 30) }}
+            else activity_date
         end as step_date,
-        -1 as step
-    from windows
+        1 as step
+    from player_days
+    union all
+    select game_id, {{ add_days('activity_date', 30) }} as step_date, -1 as step
+    from player_days
+    union all
+    -- every active day gets its running sum, also a day with no step of its own
+    select game_id, activity_date as step_date, 0 as step
+    from daily_players
 
 ),
 

@@ -1,5 +1,5 @@
 -- The level funnel per game and level: who started, who completed, how many attempts and fails.
--- Rebuilt from fct_level_attempts on every run.
+-- Rebuilt on every run from fct_player_levels (one row per game, level and player).
 with
 
 players as (
@@ -10,20 +10,9 @@ players as (
 
 ),
 
--- per player first (one row per game, level and player), then per level: two small aggregations
--- instead of distinct counts over every level event
 player_levels as (
 
-    select
-        game_id,
-        level,
-        player_id,
-        count(case when attempt_step = 'start' then 1 end) as starts,
-        count(case when attempt_step = 'complete' then 1 end) as completions,
-        count(case when attempt_step = 'fail' then 1 end) as fails
-    from {{ ref('fct_level_attempts') }}
-    where level is not null
-    group by game_id, level, player_id
+    select * from {{ ref('fct_player_levels') }}
 
 ),
 
