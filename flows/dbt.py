@@ -149,7 +149,13 @@ class DbtSession:
         """Run one dbt command (its arguments as on the command line); return its exit code."""
         with self._lock:
             proc = self._process()
-            timer = threading.Timer(timeout_s, proc.kill) if timeout_s else None
+            timed_out = threading.Event()
+
+            def stop() -> None:
+                timed_out.set()
+                proc.kill()
+
+            timer = threading.Timer(timeout_s, stop) if timeout_s else None
             if timer:
                 timer.start()
             code: int | None = None
@@ -163,15 +169,21 @@ class DbtSession:
                     on_log(parse_log_line(line.rstrip()))
             except BrokenPipeError:
                 pass  # the process died before it read the command: its exit code says why
+            except BaseException:
+                proc.kill()  # a command left half read would mix its output into the next one's
+                proc.wait()
+                self._proc = None
+                raise
             finally:
                 if timer:
                     timer.cancel()
             if code is None:  # the process ended in the middle of the command
                 self._proc = None
-                code = proc.wait()
-                if code < 0:
+                ended = proc.wait()
+                if timed_out.is_set():
                     raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s")
-                code = code or 2
+                on_log(LogLine(f"the dbt process ended with {ended} during `dbt {args[0]}`", "error"))
+                code = ended if ended > 0 else 2
             return code
 
     def close(self) -> None:

@@ -44,3 +44,16 @@ def test_a_timeout_kills_the_process_and_the_next_command_gets_a_new_one(tmp_pat
         assert first.poll() is not None  # killed, not left running
         assert session.run(show_inline("select 1 as one", tmp_path / "t"), lambda line: None) == 0
         assert session._proc.pid != first.pid
+
+
+def test_a_reader_that_fails_mid_command_leaves_no_output_for_the_next_command(tmp_path: Path) -> None:
+    def fail_on_first_line(line: LogLine) -> None:
+        raise RuntimeError("the log could not be shipped")
+
+    with DbtSession(Settings(data_dir=tmp_path)) as session:
+        with pytest.raises(RuntimeError, match="could not be shipped"):
+            session.run(show_inline("select 1 as first_command", tmp_path / "t"), fail_on_first_line)
+        lines: list[LogLine] = []
+        assert session.run(show_inline("select 2 as second_command", tmp_path / "t"), lines.append) == 0
+    messages = "\n".join(line.message for line in lines)
+    assert "second_command" in messages and "first_command" not in messages
