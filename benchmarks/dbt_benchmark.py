@@ -11,7 +11,7 @@
     the fixed cost of starting a dbt process (printed on its own).
 
 Bronze is generated directly as Parquet with DuckDB SQL, matching the landing area's schemas
-(ingestion/sinks.py, ingestion/batch/sources.py): duplicated deliveries, purchases sent twice,
+(ingestion/sinks.py, ingestion/batch/sources.py) and its layout once compacted (ingestion/landing.py): duplicated deliveries, purchases sent twice,
 events up to 5 days late, test accounts, five currencies with weekday FX rates.
 
     .venv/bin/python benchmarks/dbt_benchmark.py                  # 10M events
@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from flows.dbt import DbtSession  # noqa: E402
 from ingestion.bronze import ensure_local_bronze  # noqa: E402
+from ingestion.landing import COMPACTED_PREFIX  # noqa: E402
 from ingestion.settings import Settings  # noqa: E402
 
 DBT_DIR = REPO_ROOT / "dbt"
@@ -144,16 +145,22 @@ def generate_events(con: duckdb.DuckDBPyConnection, events: int, days: int) -> N
 
 
 def write_bronze(con: duckdb.DuckDBPyConnection, landing: Path, days: int, cut: datetime, until: datetime) -> None:
-    """History (ingested before `cut`) as one Parquet file per ingest hour, the batch tables, and the
+    """History (ingested before `cut`) laid out as the landing area holds it once the flow has
+    compacted it (one folder per ingest day, one merged file in each), the batch tables, and the
     next hour's deliveries kept aside in `new_hour.parquet` next to the landing area."""
     ensure_local_bronze(landing)
     players = con.sql("select count(distinct player_id) from events").fetchall()[0][0]
-    con.execute(f"""
-        copy (
-            select *, strftime(ingested_at, '%Y-%m-%d') as ingest_day, strftime(ingested_at, '%H') as ingest_hour
-            from events where ingested_at < timestamptz '{cut.isoformat()}'
-        ) to '{landing}/game_events/history' (format parquet, compression zstd, partition_by (ingest_day, ingest_hour))
-    """)
+    days_landed = con.sql(f"select distinct cast(timezone('UTC', ingested_at) as date) from events "
+                          f"where ingested_at < timestamptz '{cut.isoformat()}' order by 1").fetchall()
+    for (day,) in days_landed:
+        folder = landing / "game_events" / day.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        con.execute(f"""
+            copy (
+                select * from events
+                where ingested_at < timestamptz '{cut.isoformat()}' and cast(timezone('UTC', ingested_at) as date) = date '{day}'
+            ) to '{folder / (COMPACTED_PREFIX + "history.parquet")}' (format parquet, compression zstd)
+        """)
     con.execute(f"""
         copy (select * from events where ingested_at >= timestamptz '{cut.isoformat()}' and ingested_at < timestamptz '{until.isoformat()}')
         to '{landing.parent}/new_hour.parquet' (format parquet, compression zstd)

@@ -4,7 +4,7 @@ the dbt benchmark's bronze (benchmarks/dbt_benchmark.py, 10 million events over 
 builds the warehouse from empty; both do the same nodes (everything but the unit tests, which run
 in CI), the flow as its build step plus its quality-gate step.
 
-    .venv/bin/python benchmarks/orchestration_benchmark.py [--events 10000000] [--repeats 2]
+    .venv/bin/python benchmarks/orchestration_benchmark.py [--events 10000000] [--repeats 3]
 
 Prints each run's wall time and peak memory (the whole process tree: Python process plus dbt),
 then the medians and the ratios flow / CLI. Targets: at most 1.15x wall time, at most 1.5x peak memory.
@@ -98,7 +98,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--events", type=int, default=10_000_000)
     p.add_argument("--days", type=int, default=30)
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
 
     from deployments.local.services import prefect_server

@@ -137,6 +137,12 @@ class DbtSession:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> "DbtSession":
+        """Start the dbt process now, so that its start-up overlaps whatever the caller does next."""
+        with self._lock:
+            self._process()
+        return self
+
     def _process(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
@@ -205,8 +211,9 @@ _current_session: ContextVar[DbtSession | None] = ContextVar("dbt_session", defa
 
 @contextmanager
 def dbt_session(settings: Settings) -> Iterator[DbtSession]:
-    """Within this block, every dbt command (run_dbt, show) runs in one shared dbt process."""
-    with DbtSession(settings) as session:
+    """Within this block, every dbt command (run_dbt, show) runs in one shared dbt process, started
+    on entering the block."""
+    with DbtSession(settings).start() as session:
         token = _current_session.set(session)
         try:
             yield session
@@ -299,8 +306,12 @@ def serve() -> None:
     """The dbt session process: read one command per line (a JSON list of dbt arguments) from
     stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
     the dbt CLI would have returned (0 success, 1 failed nodes, 2 error)."""
+    import importlib
+
     from dbt.cli.main import dbtRunner
 
+    # dbt and the target's adapter are imported before the first command arrives
+    importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))
     for line in sys.stdin:
         try:
             result = dbtRunner().invoke(["--log-format", "json", "--no-use-colors", *json.loads(line)])

@@ -231,13 +231,14 @@ def game_analytics_pipeline(
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
     settings = Settings(target=params.target)
     window_start, window_end = params.window(date.today())
-    if params.target == "local":
-        prepare_landing()
-    futures = [ingest_batch.submit(source, window_start, window_end, params) for source in params.sources]
-    wait(futures)
-    loads = [f.result() for f in futures]
-    run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
-    with dbt_session(settings):  # one dbt process for the build, the gate and the summary
+    # one dbt process for the build, the gate and the summary, starting while the batch loads run
+    with dbt_session(settings):
+        if params.target == "local":
+            prepare_landing()
+        futures = [ingest_batch.submit(source, window_start, window_end, params) for source in params.sources]
+        wait(futures)
+        loads = [f.result() for f in futures]
+        run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
         built = dbt_build(params, run_dir / "build")
         tested = dbt_test(params, run_dir)
         return publish_summary(loads, built, tested, params.target)
