@@ -77,7 +77,11 @@ def test_a_flow_retry_resumes_dbt_from_the_failure(data_dir: Path, tiny_sim, pre
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             builds = list((data_dir / "dbt-runs").glob("*/build"))
-            if builds and resumable(builds[0]):
+            try:
+                failed = bool(builds) and resumable(builds[0])
+            except ValueError:  # dbt is still writing run_results.json: read it again
+                failed = False
+            if failed:
                 bad.unlink()
                 repaired_at.append(datetime.now(timezone.utc))
                 return
