@@ -3,6 +3,8 @@
 in `ingestion/`, SQL lives in `dbt/`."""
 from __future__ import annotations
 
+import shutil
+import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -85,6 +87,17 @@ def dbt_run_dir(settings: Settings, run_id: str) -> Path:
     """dbt's target folder for one flow run: a flow retry finds the failed run's results there and
     resumes with `dbt retry`."""
     return settings.data_dir / "dbt-runs" / run_id
+
+
+def prune_dbt_runs(settings: Settings, now: float | None = None) -> list[Path]:
+    """Remove the dbt target folders of flow runs older than settings.dbt_runs_keep_days (a retry
+    only ever resumes from its own run's recent folder); the shared parse state stays."""
+    cutoff = (now if now is not None else time.time()) - settings.dbt_runs_keep_days * 86400
+    runs = settings.data_dir / "dbt-runs"
+    old = [p for p in runs.iterdir() if p.is_dir() and p.name != "parse-cache" and p.stat().st_mtime < cutoff] if runs.is_dir() else []
+    for path in old:
+        shutil.rmtree(path, ignore_errors=True)
+    return old
 
 
 def resumable(target_path: Path) -> bool:
@@ -233,6 +246,8 @@ def game_analytics_pipeline(
     window_start, window_end = params.window(date.today())
     # one dbt process for the build, the gate and the summary, starting while the batch loads run
     with dbt_session(settings):
+        if pruned := prune_dbt_runs(settings):
+            get_run_logger().info("removed %d dbt target folders older than %d days", len(pruned), settings.dbt_runs_keep_days)
         if params.target == "local":
             prepare_landing()
         futures = [ingest_batch.submit(source, window_start, window_end, params) for source in params.sources]

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     # flow-level retries of the pipeline (a retry resumes dbt where it failed) and the pause before one
     flow_retries: int = Field(default=1, ge=0)
     flow_retry_delay_s: int = Field(default=60, ge=0)
+    # each flow run keeps its dbt target folder (data_dir/dbt-runs/<flow run id>) this many days
+    dbt_runs_keep_days: int = Field(default=14, ge=1)
 
     # the Prefect notification block failure alerts go through, as "<block-type-slug>/<name>"
     # (registered by blocks/register.py: slack-webhook/... or custom-webhook/...)

@@ -112,3 +112,21 @@ def test_the_flow_knows_every_batch_source_and_imports_no_pipeline_code() -> Non
     # Beam and the Google clients load only in the tasks that run a batch load
     probe = "import sys, flows.pipeline, flows.backfill; print('apache_beam' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_old_dbt_run_folders_are_pruned_and_recent_ones_and_the_parse_state_kept(tmp_path: Path) -> None:
+    import os
+    import time
+
+    from flows.pipeline import prune_dbt_runs
+    from ingestion.settings import Settings
+
+    settings = Settings(data_dir=tmp_path, dbt_runs_keep_days=14)
+    runs = tmp_path / "dbt-runs"
+    now = time.time()
+    for name, age_days in (("old-run", 20), ("recent-run", 2), ("parse-cache", 400)):
+        (runs / name / "build").mkdir(parents=True)
+        os.utime(runs / name, (now - age_days * 86400, now - age_days * 86400))
+    assert prune_dbt_runs(settings, now=now) == [runs / "old-run"]
+    assert sorted(p.name for p in runs.iterdir()) == ["parse-cache", "recent-run"]
+    assert prune_dbt_runs(Settings(data_dir=tmp_path / "nothing-yet")) == []
