@@ -320,7 +320,10 @@ def dbt(session: DbtSession, data_dir: Path, *args: str) -> None:
     if code != 0:
         raise SystemExit(f"dbt {' '.join(args)} failed:\n" + "\n".join(lines[-60:]))
     if results.exists():  # `dbt parse` leaves none
-        print(f"    dbt's own execution time: {json.loads(results.read_text())['elapsed_time']:.1f} s")
+        run = json.loads(results.read_text())
+        print(f"    dbt's own execution time: {run['elapsed_time']:.1f} s; slowest: " + ", ".join(
+            f"{r['unique_id'].split('.')[-1]} {r['execution_time']:.2f}"
+            for r in sorted(run["results"], key=lambda r: -r["execution_time"])[:4]))
 
 
 def hand_written(data_dir: Path) -> None:
