@@ -307,8 +307,18 @@ def serve() -> None:
     stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
     the dbt CLI would have returned (0 success, 1 failed nodes, 2 error)."""
     import importlib
+    import time
 
     from dbt.cli.main import dbtRunner
+
+    parent = os.getppid()
+
+    def end_with_the_flow() -> None:  # the flow process died (killed, cancelled): so does its dbt
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(3)
+
+    threading.Thread(target=end_with_the_flow, daemon=True).start()
 
     # dbt and the target's adapter are imported before the first command arrives
     importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))

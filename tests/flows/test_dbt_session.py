@@ -57,3 +57,39 @@ def test_a_reader_that_fails_mid_command_leaves_no_output_for_the_next_command(t
         assert session.run(show_inline("select 2 as second_command", tmp_path / "t"), lines.append) == 0
     messages = "\n".join(line.message for line in lines)
     assert "second_command" in messages and "first_command" not in messages
+
+
+def test_the_dbt_process_ends_when_the_flow_process_dies(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # a flow process that starts an endless dbt command, then is killed as a cancelled run's process is
+    flow_process = subprocess.Popen([sys.executable, "-c", f"""
+import sys
+from pathlib import Path
+from flows.dbt import DbtSession
+from ingestion.settings import Settings
+from tests.flows.test_dbt_session import ENDLESS, show_inline
+session = DbtSession(Settings(data_dir=Path({str(tmp_path)!r}))).start()
+print(session._proc.pid, flush=True)
+session.run(show_inline(ENDLESS, Path({str(tmp_path / 't')!r})), lambda line: None)
+"""], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+    dbt_pid = int(flow_process.stdout.readline())
+    time.sleep(8)  # the command is running
+    os.kill(flow_process.pid, signal.SIGKILL)
+    flow_process.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(dbt_pid, 0)
+        except ProcessLookupError:
+            break
+        if open(f"/proc/{dbt_pid}/stat").read().split()[2] == "Z":
+            break  # ended, not yet reaped
+        time.sleep(0.5)
+    else:
+        os.kill(dbt_pid, signal.SIGKILL)
+        pytest.fail("the dbt process outlived the flow process")
