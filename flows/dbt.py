@@ -83,6 +83,7 @@ def dbt_args(
 def dbt_env(settings: Settings) -> dict[str, str]:
     """The environment of a dbt process: the profile and the bronze macro read the same variables as Settings."""
     return dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET=settings.target,
+                DBT_LOG_LEVEL_FILE=settings.dbt_file_log_level,
                 GA_BQ_DATASET_PREFIX=settings.bq_dataset_prefix, GA_BQ_LOCATION=settings.bq_location,
                 **({"GA_GCP_PROJECT": settings.gcp_project} if settings.gcp_project else {}))
 
@@ -302,10 +303,46 @@ def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[d
     return json.loads(preview)["show"]
 
 
+# the options that decide what dbt parses (with the project's files). A session's commands with the
+# same ones share one parsed manifest instead of each reading the parse state and writing it back.
+PARSE_OPTIONS = ("--project-dir", "--profiles-dir", "--profile", "--target", "--vars")
+# the commands that take a parsed manifest (dbt retry, deps, clean, debug parse on their own)
+TAKE_A_MANIFEST = {"build", "run", "test", "seed", "snapshot", "compile", "show", "list", "ls", "source",
+                   "run-operation", "docs"}
+# what a session keeps: the manifests of its last few distinct parse keys
+MANIFESTS_KEPT = 4
+
+
+def parse_key(args: Sequence[str]) -> tuple[Any, ...] | None:
+    """What a manifest parsed for this command depends on: the parse options and the size and time
+    of every project file (an edited model is parsed again). None: nothing to share (an option
+    given as --option=value, or a project folder that is not there)."""
+    if any(arg.split("=", 1)[0] in PARSE_OPTIONS for arg in args if "=" in arg and arg.startswith("--")):
+        return None
+    options = tuple((o, args[args.index(o) + 1]) for o in PARSE_OPTIONS if o in args[:-1])
+    project = Path(dict(options).get("--project-dir", "."))
+    if not (project / "dbt_project.yml").is_file():
+        return None
+    files = []
+    for folder, subfolders, names in os.walk(project):
+        subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages") and not d.startswith(".")]
+        for name in names:
+            stat = os.stat(os.path.join(folder, name))
+            files.append((folder, name, stat.st_mtime_ns, stat.st_size))
+    return options, tuple(sorted(files))
+
+
+def parse_options(args: Sequence[str]) -> list[str]:
+    """The options of a command that a `dbt parse` for it needs (its target path keeps the parse state)."""
+    return [part for o in (*PARSE_OPTIONS, "--target-path") if o in args[:-1]
+            for part in (o, args[args.index(o) + 1])]
+
+
 def serve() -> None:
     """The dbt session process: read one command per line (a JSON list of dbt arguments) from
     stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
-    the dbt CLI would have returned (0 success, 1 failed nodes, 2 error)."""
+    the dbt CLI would have returned (0 success, 1 failed nodes, 2 error). Commands with the same
+    parse options share the manifest parsed for the first of them (dbtRunner(manifest=...))."""
     import importlib
     import time
 
@@ -322,15 +359,42 @@ def serve() -> None:
 
     # dbt and the target's adapter are imported before the first command arrives
     importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))
+    manifests: dict[tuple[Any, ...], Any] = {}
     for line in sys.stdin:
         try:
-            result = dbtRunner().invoke(["--log-format", "json", "--no-use-colors", *json.loads(line)])
+            result = run_command(dbtRunner, json.loads(line), manifests)
             code = 0 if result.success else (2 if result.exception is not None else 1)
         except Exception as error:  # noqa: BLE001 - reported like the CLI reports it, the session goes on
             print(json.dumps({"info": {"msg": f"dbt session: {error!r}", "level": "error"}}))
             code = 2
         sys.stdout.write(f"{END_OF_COMMAND}{code}\n")
         sys.stdout.flush()
+
+
+def run_command(runner: Any, args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
+    """One command of a session, with the manifest parsed for an earlier command like it, if any
+    (``manifests``, by parse key, the most recently used last); `dbt parse` always parses."""
+    log = ["--log-format", "json", "--no-use-colors"]
+    key = parse_key(args) if args[0] in (*TAKE_A_MANIFEST, "parse") else None
+    if key is None:
+        return runner().invoke([*log, *args])
+    manifest = manifests.pop(key, None)
+    if args[0] == "parse":
+        result = runner().invoke([*log, *args])
+        manifest = result.result if result.success else None
+    else:
+        if manifest is None:  # parsed now for this command and the next ones like it; the
+            # command itself writes manifest.json with its results
+            parsed = runner().invoke([*log, "parse", "--no-write-json", *parse_options(args)])
+            if not parsed.success:
+                return parsed  # the command fails as the CLI's would, with parse's errors
+            manifest = parsed.result
+        result = runner(manifest=manifest).invoke([*log, *args])
+    if manifest is not None:
+        manifests[key] = manifest
+        while len(manifests) > MANIFESTS_KEPT:
+            manifests.pop(next(iter(manifests)))
+    return result
 
 
 if __name__ == "__main__":

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     flow_retry_delay_s: int = Field(default=60, ge=0)
     # each flow run keeps its dbt target folder (data_dir/dbt-runs/<flow run id>) this many days
     dbt_runs_keep_days: int = Field(default=14, ge=1)
+    # what the flow's dbt also writes to dbt/logs/dbt.log (its log reaches Prefect either way);
+    # "debug" keeps every query there, at a cost of about 3 ms a query
+    dbt_file_log_level: Literal["debug", "info", "warn", "error", "none"] = "warn"
 
     # the Prefect notification block failure alerts go through, as "<block-type-slug>/<name>"
     # (registered by blocks/register.py: slack-webhook/... or custom-webhook/...)

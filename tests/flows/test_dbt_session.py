@@ -93,3 +93,43 @@ session.run(show_inline(ENDLESS, Path({str(tmp_path / 't')!r})), lambda line: No
     else:
         os.kill(dbt_pid, signal.SIGKILL)
         pytest.fail("the dbt process outlived the flow process")
+
+
+def test_commands_alike_share_one_parse_and_an_edited_project_is_parsed_again(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from flows.dbt import DBT_DIR
+
+    project = tmp_path / "dbt"
+    shutil.copytree(DBT_DIR, project, ignore=shutil.ignore_patterns("target", "logs"))
+
+    def ls(model: str, dbt_vars: dict | None = None) -> list[str]:
+        return ["ls", "--project-dir", str(project), "--profiles-dir", str(project), "--target", "local",
+                "--target-path", str(tmp_path / "t"), "--select", model, "--resource-type", "model",
+                *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])]
+
+    with DbtSession(Settings(data_dir=tmp_path)) as session:
+        def command(args: list[str], expected_code: int = 0) -> tuple[int, str]:
+            """How many times dbt parsed the project for the command (each dbt invocation starts
+            with "Running with dbt="; a parse is one more), and its log."""
+            lines: list[LogLine] = []
+            assert session.run(args, lines.append) == expected_code
+            return sum(line.message.startswith("Running with dbt=") for line in lines) - 1, \
+                "\n".join(line.message for line in lines)
+
+        assert command(ls("stg_bronze__players"))[0] == 1
+        parses, log = command(ls("stg_bronze__players"))
+        assert parses == 0 and "game_analytics.silver.stg_bronze__players" in log  # the same options: parsed once
+        assert command(ls("stg_bronze__players", {"dev_days": 3}))[0] == 1  # other vars: parsed for them
+
+        (project / "models" / "silver" / "stg_bronze__extra.sql").write_text("select 1 as x")
+        parses, log = command(ls("stg_bronze__extra"))
+        assert parses == 1 and "game_analytics.silver.stg_bronze__extra" in log  # a new model: parsed again
+
+        (project / "models" / "silver" / "stg_bronze__extra.sql").write_text("select * from {{ ref('no_such_model') }}")
+        parses, log = command(ls("stg_bronze__extra"), expected_code=2)  # fails as the CLI does
+        assert "no_such_model" in log
+        (project / "models" / "silver" / "stg_bronze__extra.sql").unlink()
+        parses, log = command(ls("stg_bronze__players"))  # the session goes on, and the project is
+        assert parses == 0 and "stg_bronze__players" in log  # as first parsed: that manifest serves again
