@@ -131,6 +131,7 @@ class DbtSession:
         self.settings = settings
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
+        self._prepared_log: list[LogLine] = []  # what a prepare logged, for the next command's log
 
     def __enter__(self) -> "DbtSession":
         return self
@@ -144,6 +145,21 @@ class DbtSession:
             self._process()
         return self
 
+    def prepare(self, args: list[str]) -> threading.Thread:
+        """In the background, have the dbt process parse the project for commands with the parse
+        options of `args` and compile dbt's macro templates, so that such a command starts at once
+        (the flow prepares its build while the batch loads run). The next command waits for it,
+        and its log starts with what the preparation logged."""
+        def run() -> None:
+            try:
+                self.run([PREPARE, *args], on_log=self._prepared_log.append)
+            except Exception:  # noqa: BLE001 - nothing prepared: the next command parses itself
+                pass
+
+        thread = threading.Thread(target=run, name="dbt-prepare", daemon=True)
+        thread.start()
+        return thread
+
     def _process(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
@@ -155,6 +171,9 @@ class DbtSession:
     def run(self, args: list[str], on_log: Callable[[LogLine], None] = print, timeout_s: float | None = None) -> int:
         """Run one dbt command (its arguments as on the command line); return its exit code."""
         with self._lock:
+            for line in self._prepared_log:
+                on_log(line)
+            self._prepared_log.clear()
             proc = self._process()
             timed_out = threading.Event()
 
@@ -233,6 +252,14 @@ def invoke(args: list[str], settings: Settings, on_log: Callable[[LogLine], None
         return own.run(args, on_log, timeout_s)
 
 
+def prepare(args: list[str]) -> None:
+    """Have the current flow run's dbt session parse ahead for commands like `args` (see
+    DbtSession.prepare); without a session, nothing to prepare."""
+    session = _current_session.get()
+    if session is not None:
+        session.prepare(args)
+
+
 def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
             timeout_s: float | None = None) -> list[NodeResult]:
     """Run one dbt command; return one result per node, or raise DbtFailure naming the failing ones."""
@@ -303,6 +330,8 @@ def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[d
     return json.loads(preview)["show"]
 
 
+# the session command that parses ahead (DbtSession.prepare): the session's own, not dbt's
+PREPARE = "session-prepare"
 # the options that decide what dbt parses (with the project's files). A session's commands with the
 # same ones share one parsed manifest instead of each reading the parse state and writing it back.
 PARSE_OPTIONS = ("--project-dir", "--profiles-dir", "--profile", "--target", "--vars")
@@ -346,8 +375,6 @@ def serve() -> None:
     import importlib
     import time
 
-    from dbt.cli.main import dbtRunner
-
     parent = os.getppid()
 
     def end_with_the_flow() -> None:  # the flow process died (killed, cancelled): so does its dbt
@@ -358,11 +385,12 @@ def serve() -> None:
     threading.Thread(target=end_with_the_flow, daemon=True).start()
 
     # dbt and the target's adapter are imported before the first command arrives
+    importlib.import_module("dbt.cli.main")
     importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))
     manifests: dict[tuple[Any, ...], Any] = {}
     for line in sys.stdin:
         try:
-            result = run_command(dbtRunner, json.loads(line), manifests)
+            result = run_command(json.loads(line), manifests)
             code = 0 if result.success else (2 if result.exception is not None else 1)
         except Exception as error:  # noqa: BLE001 - reported like the CLI reports it, the session goes on
             print(json.dumps({"info": {"msg": f"dbt session: {error!r}", "level": "error"}}))
@@ -371,30 +399,57 @@ def serve() -> None:
         sys.stdout.flush()
 
 
-def run_command(runner: Any, args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
+def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
     """One command of a session, with the manifest parsed for an earlier command like it, if any
-    (``manifests``, by parse key, the most recently used last); `dbt parse` always parses."""
+    (``manifests``, by parse key, the most recently used last); `dbt parse` always parses.
+    [PREPARE, *args]: parse for commands like `args` unless done, and compile the macro templates."""
+    from dbt.cli.main import dbtRunner as runner, dbtRunnerResult
+
     log = ["--log-format", "json", "--no-use-colors"]
+    preparing = args[0] == PREPARE
+    args = args[1:] if preparing else args
     key = parse_key(args) if args[0] in (*TAKE_A_MANIFEST, "parse") else None
     if key is None:
         return runner().invoke([*log, *args])
-    manifest = manifests.pop(key, None)
-    if args[0] == "parse":
-        result = runner().invoke([*log, *args])
-        manifest = result.result if result.success else None
-    else:
-        if manifest is None:  # parsed now for this command and the next ones like it; the
-            # command itself writes manifest.json with its results
-            parsed = runner().invoke([*log, "parse", "--no-write-json", *parse_options(args)])
-            if not parsed.success:
-                return parsed  # the command fails as the CLI's would, with parse's errors
-            manifest = parsed.result
-        result = runner(manifest=manifest).invoke([*log, *args])
-    if manifest is not None:
+    def remember(manifest: Any) -> Any:
+        manifests.pop(key, None)
         manifests[key] = manifest
         while len(manifests) > MANIFESTS_KEPT:
             manifests.pop(next(iter(manifests)))
-    return result
+        return manifest
+
+    if args[0] == "parse" and not preparing:
+        result = runner().invoke([*log, *args])
+        if result.success:
+            remember(result.result)
+        return result
+    manifest = manifests.get(key)
+    if manifest is None:  # parsed now for this command and the next ones like it; a command
+        # itself then writes manifest.json with its results
+        parsed = runner().invoke([*log, "parse", "--no-write-json", *parse_options(args)])
+        if not parsed.success:
+            return parsed  # the command fails as the CLI's would, with parse's errors
+        manifest = parsed.result
+    remember(manifest)
+    if preparing:
+        compile_macro_templates(manifest)
+        return dbtRunnerResult(success=True)
+    return runner(manifest=manifest).invoke([*log, *args])
+
+
+def compile_macro_templates(manifest: Any) -> None:
+    """Compile every macro's Jinja template into dbt's process-wide template cache, as dbt does on
+    a macro's first use in a process (about 1 s for this project, otherwise spent inside the first
+    command). Nothing happens if that cache is not where dbt-common keeps it."""
+    try:
+        from dbt_common.clients.jinja import template_cache
+    except ImportError:
+        return
+    for macro in manifest.macros.values():
+        try:
+            template_cache.get_node_template(macro)
+        except Exception:  # noqa: BLE001 - such a macro fails where it is used, as it would have
+            pass
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from flows.dbt import (
     NodeResult,
     dbt_args,
     dbt_session,
+    prepare,
     read_run_results,
     run_dbt,
     save_parse_state,
@@ -131,10 +132,22 @@ def parse_cache(settings: Settings) -> Path:
     return settings.data_dir / "dbt-runs" / "parse-cache" / settings.target
 
 
+def seed_parse_state(target_path: Path, settings: Settings) -> None:
+    seed_partial_parse(target_path, [target_path.parent / "build", parse_cache(settings), DBT_DIR / "target"])
+
+
+def prepare_build(params: PipelineParameters, target_path: Path) -> None:
+    """The flow run's dbt process parses the project for the build while the batch loads run, so
+    that the build starts at once."""
+    seed_parse_state(target_path, Settings(target=params.target))
+    prepare(dbt_args("parse", target=params.target, target_path=target_path, start=params.start,
+                     end=params.end, dbt_vars=params.vars))
+
+
 def run_step(command: str, params: PipelineParameters, target_path: Path, **selection: Any) -> list[NodeResult]:
     settings = Settings(target=params.target)
     cache = parse_cache(settings)
-    seed_partial_parse(target_path, [target_path.parent / "build", cache, DBT_DIR / "target"])
+    seed_parse_state(target_path, settings)
     if resumable(target_path):
         get_run_logger().info("resuming the failed %s of this flow run with `dbt retry`", command)
         args = ["retry", *dbt_args("retry", target=params.target, target_path=target_path)[1:]]
@@ -244,16 +257,18 @@ def game_analytics_pipeline(
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
     settings = Settings(target=params.target)
     window_start, window_end = params.window(date.today())
-    # one dbt process for the build, the gate and the summary, starting while the batch loads run
+    run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
+    # one dbt process for the build, the gate and the summary, starting (and parsing for the
+    # build) while the batch loads run
     with dbt_session(settings):
         if pruned := prune_dbt_runs(settings):
             get_run_logger().info("removed %d dbt target folders older than %d days", len(pruned), settings.dbt_runs_keep_days)
+        prepare_build(params, run_dir / "build")
         if params.target == "local":
             prepare_landing()
         futures = [ingest_batch.submit(source, window_start, window_end, params) for source in params.sources]
         wait(futures)
         loads = [f.result() for f in futures]
-        run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
         built = dbt_build(params, run_dir / "build")
         tested = dbt_test(params, run_dir)
         return publish_summary(loads, built, tested, params.target)

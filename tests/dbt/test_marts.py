@@ -57,3 +57,30 @@ def test_the_flow_summary_analysis_still_runs(built: Settings) -> None:
 
     rows = show("latest_daily_kpis", built, target="local")
     assert rows and {"activity_date", "game_id", "dau", "mau", "revenue_usd"} <= set(rows[0])
+
+
+def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Settings, tmp_path) -> None:
+    """The warehouse's `unique` and `unique_combination` tests (two passes on DuckDB: key hashes,
+    then the keys themselves) fail on a repeated key, and count each repeated key once."""
+    import json
+    import shutil
+
+    import duckdb
+
+    copy = Settings(data_dir=tmp_path)
+    shutil.copytree(built.landing_dir, copy.landing_dir)
+    shutil.copyfile(built.warehouse_path, copy.warehouse_path)
+    with duckdb.connect(str(copy.warehouse_path)) as con:
+        for relation in ("silver.stg_bronze__game_events", "gold.fct_sessions"):
+            con.execute(f"insert into {relation} select * from {relation} using sample 3 rows")
+    selected = ["stg_bronze__game_events,test_name:unique", "fct_sessions,test_name:unique_combination",
+                "fct_purchases,test_name:unique_combination"]
+    warehouse.dbt(copy, "test", "--select", *selected, check=False)
+    results = json.loads((warehouse.target_dir(copy) / "run_results.json").read_text())["results"]
+    outcomes = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results
+                if r["unique_id"].startswith("test.")}
+    assert outcomes == {
+        "unique_stg_bronze__game_events_event_id": ("fail", 3),
+        "unique_combination_fct_sessions_game_id__session_id__activity_date": ("fail", 3),
+        "unique_combination_fct_purchases_game_id__transaction_id": ("pass", 0),
+    }

@@ -133,3 +133,18 @@ def test_commands_alike_share_one_parse_and_an_edited_project_is_parsed_again(tm
         (project / "models" / "silver" / "stg_bronze__extra.sql").unlink()
         parses, log = command(ls("stg_bronze__players"))  # the session goes on, and the project is
         assert parses == 0 and "stg_bronze__players" in log  # as first parsed: that manifest serves again
+
+
+def test_a_prepared_command_starts_without_parsing_and_reports_the_preparation(tmp_path: Path) -> None:
+    with DbtSession(Settings(data_dir=tmp_path)) as session:
+        session.prepare(dbt_args("parse", target="local", target_path=tmp_path / "t")).join()
+        prepared = [line.message for line in session._prepared_log]
+        assert sum(m.startswith("Running with dbt=") for m in prepared) == 1  # it parsed
+        lines: list[LogLine] = []
+        assert session.run(dbt_args("ls", target="local", target_path=tmp_path / "t", select=["stg_bronze__players"]),
+                           lines.append) == 0
+    messages = [line.message for line in lines]
+    assert messages[:len(prepared)] == prepared  # the preparation's log comes first
+    own = messages[len(prepared):]
+    assert sum(m.startswith("Running with dbt=") for m in own) == 1  # the command did not parse again
+    assert "game_analytics.silver.stg_bronze__players" in own
