@@ -1,14 +1,15 @@
 """dbt warehouse benchmark on DuckDB: synthetic bronze of about 10 million events over 30 days.
 
 (a) the full `dbt build` as the pipeline flow runs it (models and their data tests, from an empty
-    warehouse, in a new dbt process that starts from the parse state the flow image ships; unit
-    tests run in CI, not in production builds) against a hand-written SQL script that computes the
-    same three marts straight from bronze in one DuckDB connection (target: at most 2x); the marts
-    of both are compared cell by cell;
+    warehouse) against a hand-written SQL script that computes the same three marts straight from
+    bronze in one DuckDB connection (target: at most 2x); the marts of both are compared cell by
+    cell; the ratio with the session's start counted is printed too;
 (b) an hourly incremental `dbt run` with one new hour of events on 30 days of history, against a
-    `dbt run --full-refresh` of the same data (target: at most 0.1). Both run as commands of one
-    running dbt session (flows.dbt.DbtSession, as the flow's dbt steps run), so that neither pays
-    the fixed cost of starting a dbt process (printed on its own).
+    `dbt run --full-refresh` of the same data (target: at most 0.1).
+Each dbt command runs in a new dbt session (flows.dbt.DbtSession) prepared as the flow prepares its
+build while the batch loads run: the process started, the project parsed from the parse state the
+flow image ships, dbt's macro templates compiled. That fixed start is printed on its own; unit tests
+run in CI, not in production builds, so the build leaves them out as the flow does.
 
 Bronze is generated directly as Parquet with DuckDB SQL, matching the landing area's schemas
 (ingestion/sinks.py, ingestion/batch/sources.py) and its layout once compacted (ingestion/landing.py): duplicated deliveries, purchases sent twice,
@@ -399,13 +400,17 @@ def main() -> None:
         print(f"  marts identical to the hand-written ones: {'yes' if not differences else differences}")
 
         print("(b) hourly incremental run")
-        sessions.clear()
-        timed("a new dbt session, prepared for the run (in the flow: while the batch loads run)",
-              lambda: sessions.append(prepared_session(settings, data_dir)))
-        with sessions[0] as session:
-            shutil.move(str(data_dir / "new_hour.parquet"), str(landing / "game_events" / "new_hour.parquet"))
-            incremental = timed("dbt run, one new hour on the history", lambda: dbt(session, data_dir, "run"))
-            full = timed("dbt run --full-refresh, same data", lambda: dbt(session, data_dir, "run", "--full-refresh"))
+        # each run in a new session, prepared as the flow prepares its build; the session's start is
+        # paid once per flow run whatever it runs, so it is printed, not counted
+        shutil.move(str(data_dir / "new_hour.parquet"), str(landing / "game_events" / "new_hour.parquet"))
+        timed_runs: dict[str, float] = {}
+        for name, label, run_args in (("incremental", "dbt run, one new hour on the history", ["run"]),
+                                      ("full", "dbt run --full-refresh, same data", ["run", "--full-refresh"])):
+            sessions.clear()
+            timed("  a new dbt session, prepared", lambda: sessions.append(prepared_session(settings, data_dir)))
+            with sessions[0] as session:
+                timed_runs[name] = timed(label, lambda: dbt(session, data_dir, *run_args))
+        incremental, full = timed_runs["incremental"], timed_runs["full"]
 
         size = (data_dir / "warehouse.duckdb").stat().st_size / 2**30
         print(f"  warehouse file: {size:.2f} GiB")

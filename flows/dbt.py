@@ -424,9 +424,9 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
             remember(result.result)
         return result
     manifest = manifests.get(key)
-    if manifest is None:  # parsed now for this command and the next ones like it; a command
-        # itself then writes manifest.json with its results
-        parsed = runner().invoke([*log, "parse", "--no-write-json", *parse_options(args)])
+    if manifest is None:  # parsed now, for this command and the next ones like it (the parse
+        # writes manifest.json, once, to this command's target folder)
+        parsed = runner().invoke([*log, "parse", *parse_options(args)])
         if not parsed.success:
             return parsed  # the command fails as the CLI's would, with parse's errors
         manifest = parsed.result
@@ -434,7 +434,25 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
     if preparing:
         compile_macro_templates(manifest)
         return dbtRunnerResult(success=True)
-    return runner(manifest=manifest).invoke([*log, *args])
+    # the command's results are written as dbt writes them; the manifest it would write again
+    # (about 0.2 s a command) is the one the parse wrote
+    result = runner(manifest=manifest).invoke([*log, *args, "--no-write-json"])
+    if hasattr(result.result, "write"):
+        if isinstance(getattr(result.result, "args", None), dict):
+            # as the CLI records it: `dbt retry` repeats these arguments, and writes its results
+            result.result.args["write_json"] = True
+        result.result.write(str(results_path(args)))
+    return result
+
+
+def results_path(args: Sequence[str]) -> Path:
+    """Where dbt writes a command's results: run_results.json, or sources.json for source freshness,
+    in its target path (relative to the project folder)."""
+    def option(name: str, default: str) -> str:
+        return args[args.index(name) + 1] if name in args[:-1] else default
+
+    target = Path(option("--project-dir", ".")) / option("--target-path", "target")
+    return target / ("sources.json" if args[0] == "source" else "run_results.json")
 
 
 def compile_macro_templates(manifest: Any) -> None:
