@@ -84,3 +84,16 @@ def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Settings, 
         "unique_combination_fct_sessions_game_id__session_id__activity_date": ("fail", 3),
         "unique_combination_fct_purchases_game_id__transaction_id": ("pass", 0),
     }
+
+
+def test_the_marts_required_columns_are_not_null_in_the_warehouse(built: Settings) -> None:
+    """Not-null on the marts is a constraint of their contracts, enforced by the warehouse on
+    write (a null fails the model), not a separate test."""
+    rows = warehouse.query(built.warehouse_path, """
+        select table_name, column_name from information_schema.columns
+        where table_schema = 'gold' and table_name like 'mart_%' and is_nullable = 'NO'
+    """)
+    assert {(r["table_name"], r["column_name"]) for r in rows} == {
+        ("mart_daily_kpis", c) for c in ("activity_date", "game_id", "dau", "mau", "revenue_usd", "ad_revenue_usd")
+    } | {("mart_retention", c) for c in ("cohort_date", "game_id", "cohort_size")} | {
+        ("mart_level_funnel", c) for c in ("game_id", "level")}
