@@ -411,12 +411,12 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
     key = parse_key(args) if args[0] in (*TAKE_A_MANIFEST, "parse") else None
     if key is None:
         return runner().invoke([*log, *args])
-    def remember(manifest: Any) -> Any:
+
+    def remember(manifest: Any) -> None:
         manifests.pop(key, None)
         manifests[key] = manifest
         while len(manifests) > MANIFESTS_KEPT:
             manifests.pop(next(iter(manifests)))
-        return manifest
 
     if args[0] == "parse" and not preparing:
         result = runner().invoke([*log, *args])
