@@ -36,6 +36,7 @@ new_events as (
     left join (
         select event_id from {{ this }}
         where event_date >= (select min(event_date) from arrived)
+            and event_id in (select event_id from arrived)  -- only the arrived ids are looked up
     ) as existing
         on arrived.event_id = existing.event_id
     where existing.event_id is null

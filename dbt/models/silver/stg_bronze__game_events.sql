@@ -29,9 +29,12 @@ source as (
 {% if is_incremental() %}
 already_in_silver as (
 
+    -- only the arrived ids are looked up: the join then builds on a few thousand keys, not on
+    -- every id of the days the arrivals span
     select event_id
     from {{ this }}
     where event_date >= (select min({{ utc_date('event_timestamp') }}) from source)
+        and event_id in (select event_id from source)
 
 ),
 
