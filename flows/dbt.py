@@ -298,8 +298,12 @@ def save_parse_state(target_path: Path, cache: Path) -> None:
         os.replace(tmp, cache / PARTIAL_PARSE)
 
 
-def target_dir(args: list[str]) -> Path:
-    return Path(args[args.index("--target-path") + 1]) if "--target-path" in args else DBT_DIR / "target"
+def target_dir(args: Sequence[str]) -> Path:
+    """Where a dbt command writes its artifacts: its target path, relative to its project folder."""
+    def option(name: str, default: str) -> str:
+        return args[args.index(name) + 1] if name in args[:-1] else default
+
+    return Path(option("--project-dir", str(DBT_DIR))) / option("--target-path", "target")
 
 
 def read_run_results(target: Path) -> list[NodeResult]:
@@ -446,13 +450,8 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
 
 
 def results_path(args: Sequence[str]) -> Path:
-    """Where dbt writes a command's results: run_results.json, or sources.json for source freshness,
-    in its target path (relative to the project folder)."""
-    def option(name: str, default: str) -> str:
-        return args[args.index(name) + 1] if name in args[:-1] else default
-
-    target = Path(option("--project-dir", ".")) / option("--target-path", "target")
-    return target / ("sources.json" if args[0] == "source" else "run_results.json")
+    """Where dbt writes a command's results: run_results.json, or sources.json for source freshness."""
+    return target_dir(args) / ("sources.json" if args[0] == "source" else "run_results.json")
 
 
 def compile_macro_templates(manifest: Any) -> None:
