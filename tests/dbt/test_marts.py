@@ -86,6 +86,43 @@ def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Settings, 
     }
 
 
+def test_the_not_null_and_relationship_tests_count_each_bad_row(built: Settings, tmp_path) -> None:
+    """`not_null_columns` (one scan for a model's not-null columns) fails with the number of null
+    cells, and `relationships_composite` (keys grouped before the join) with the number of rows
+    whose key has no dimension row; a model without such rows passes."""
+    import json
+    import shutil
+
+    import duckdb
+
+    copy = Settings(data_dir=tmp_path)
+    shutil.copytree(built.landing_dir, copy.landing_dir)
+    shutil.copyfile(built.warehouse_path, copy.warehouse_path)
+    with duckdb.connect(str(copy.warehouse_path)) as con:
+        con.execute("""update gold.fct_sessions set player_id = null
+                       where session_id in (select session_id from gold.fct_sessions order by session_id limit 2)""")
+        con.execute("""update gold.fct_sessions set session_id = null
+                       where session_id = (select max(session_id) from gold.fct_sessions)""")
+        con.execute("""insert into gold.fct_level_attempts
+                       select * replace ('nobody_' || (row_number() over () % 2) as player_id, event_id || '-orphan' as event_id)
+                       from (select * from gold.fct_level_attempts limit 3)""")
+    selected = ["fct_sessions,test_name:not_null_columns", "fct_purchases,test_name:not_null_columns",
+                "fct_level_attempts,test_name:relationships_composite"]
+    warehouse.dbt(copy, "test", "--select", *selected, check=False)
+    results = json.loads((warehouse.target_dir(copy) / "run_results.json").read_text())["results"]
+    outcomes = {r["unique_id"].split(".")[2].split("_game_id")[0]: (r["status"], r["failures"]) for r in results
+                if r["unique_id"].startswith("test.")}
+    nulls = warehouse.query(copy.warehouse_path, """
+        select count(*) filter (where player_id is null) + count(*) filter (where session_id is null) as cells
+        from gold.fct_sessions""")[0]["cells"]
+    assert nulls >= 3
+    assert outcomes == {
+        "not_null_columns_fct_sessions": ("fail", nulls),
+        "not_null_columns_fct_purchases": ("pass", 0),
+        "relationships_composite_fct_level_attempts": ("fail", 3),
+    }
+
+
 def test_the_marts_required_columns_are_not_null_in_the_warehouse(built: Settings) -> None:
     """Not-null on the marts is a constraint of their contracts, enforced by the warehouse on
     write (a null fails the model), not a separate test."""
