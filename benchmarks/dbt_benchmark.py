@@ -367,7 +367,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=10_000_000, help="events to generate (before redeliveries)")
     parser.add_argument("--days", type=int, default=30, help="days of history")
-    parser.add_argument("--repeat", type=int, default=3, help="paired runs of each measurement (the median is reported)")
+    parser.add_argument("--repeat", type=int, default=5, help="paired runs of each measurement (the median is reported)")
     parser.add_argument("--keep", type=Path, help="keep the data in this folder (default: a temporary one, removed)")
     args = parser.parse_args()
 
