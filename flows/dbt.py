@@ -298,12 +298,14 @@ def save_parse_state(target_path: Path, cache: Path) -> None:
         os.replace(tmp, cache / PARTIAL_PARSE)
 
 
+def option(args: Sequence[str], name: str) -> str | None:
+    """The value given to a command's option (`--name value`), or None."""
+    return args[args.index(name) + 1] if name in args[:-1] else None
+
+
 def target_dir(args: Sequence[str]) -> Path:
     """Where a dbt command writes its artifacts: its target path, relative to its project folder."""
-    def option(name: str, default: str) -> str:
-        return args[args.index(name) + 1] if name in args[:-1] else default
-
-    return Path(option("--project-dir", str(DBT_DIR))) / option("--target-path", "target")
+    return Path(option(args, "--project-dir") or DBT_DIR) / (option(args, "--target-path") or "target")
 
 
 def read_run_results(target: Path) -> list[NodeResult]:
@@ -352,7 +354,7 @@ def parse_key(args: Sequence[str]) -> tuple[Any, ...] | None:
     given as --option=value, or a project folder that is not there)."""
     if any(arg.split("=", 1)[0] in PARSE_OPTIONS for arg in args if "=" in arg and arg.startswith("--")):
         return None
-    options = tuple((o, args[args.index(o) + 1]) for o in PARSE_OPTIONS if o in args[:-1])
+    options = tuple((o, value) for o in PARSE_OPTIONS if (value := option(args, o)) is not None)
     project = Path(dict(options).get("--project-dir", "."))
     if not (project / "dbt_project.yml").is_file():
         return None
@@ -367,8 +369,8 @@ def parse_key(args: Sequence[str]) -> tuple[Any, ...] | None:
 
 def parse_options(args: Sequence[str]) -> list[str]:
     """The options of a command that a `dbt parse` for it needs (its target path keeps the parse state)."""
-    return [part for o in (*PARSE_OPTIONS, "--target-path") if o in args[:-1]
-            for part in (o, args[args.index(o) + 1])]
+    return [part for o in (*PARSE_OPTIONS, "--target-path") if (value := option(args, o)) is not None
+            for part in (o, value)]
 
 
 def serve() -> None:
