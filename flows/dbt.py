@@ -2,6 +2,7 @@
 call into the dbt CLI. No SQL here: every query lives in the dbt project."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -409,9 +410,13 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
     """One command of a session, with the manifest parsed for an earlier command like it, if any
     (``manifests``, by parse key, the most recently used last); `dbt parse` always parses.
     [PREPARE, *args]: parse for commands like `args` unless done, and compile the macro templates."""
-    from dbt.cli.main import dbtRunner as runner, dbtRunnerResult
+    from dbt.cli.main import dbtRunner, dbtRunnerResult
 
-    log = ["--log-format", "json", "--no-use-colors"]
+    def runner(manifest: Any = None) -> Any:
+        return dbtRunner(manifest=manifest, callbacks=[stream_log])
+
+    # dbt's own console log is off: stream_log writes the same lines
+    log = ["--log-level", "none", "--no-use-colors"]
     preparing = args[0] == PREPARE
     args = args[1:] if preparing else args
     key = parse_key(args) if args[0] in (*TAKE_A_MANIFEST, "parse") else None
@@ -439,6 +444,10 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
     remember(manifest)
     if preparing:
         compile_macro_templates(manifest)
+        # what the commands share (the manifest, the compiled templates) is kept out of the garbage
+        # collector's full passes, which would otherwise walk it a few times in every command
+        gc.collect()
+        gc.freeze()
         return dbtRunnerResult(success=True)
     # the command's results are written as dbt writes them; the manifest it would write again
     # (about 0.2 s a command) is the one the parse wrote
@@ -449,6 +458,28 @@ def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
             result.result.args["write_json"] = True
         result.result.write(str(results_path(args)))
     return result
+
+
+# the levels dbt's console log shows at its default level, and the events it never shows
+CONSOLE_LEVELS = frozenset({"info", "warn", "error"})
+CONSOLE_HIDDEN = frozenset({"CacheAction", "CacheDumpGraph"})
+_stdout_lock = threading.Lock()
+
+
+def stream_log(msg: Any) -> None:
+    """A dbt event to the session's output, as one line of dbt's JSON console log at level info.
+    dbt's own console logger turns every event into JSON, the many debug ones too, before its level
+    filter drops them: a tenth of an hourly run's time. Here only the lines kept are written."""
+    from dbt_common.events.functions import env_scrubber, msg_to_json
+    from dbt_common.events.logger import PRINT_EVENT_NAMES
+
+    info = msg.info
+    if info.name in CONSOLE_HIDDEN or (info.level not in CONSOLE_LEVELS and info.name not in PRINT_EVENT_NAMES):
+        return
+    line = env_scrubber(msg_to_json(msg))
+    with _stdout_lock:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()  # streamed as it happens, as dbt's console handler does
 
 
 def results_path(args: Sequence[str]) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.dbt import DbtSession, LogLine, dbt_args, dbt_session, invoke
+from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import Settings
 
 # a query DuckDB needs far longer than the timeout for
@@ -33,6 +34,23 @@ def test_commands_share_one_process_and_report_like_the_cli(tmp_path: Path) -> N
     messages = "\n".join(line.message for line in lines)
     assert '"answer": 42' in messages and "game_analytics.silver.stg_bronze__players" in messages
     assert "no_such_table" in messages  # the error is in the log, as the CLI prints it
+
+
+def test_the_log_is_the_console_log_at_level_info_with_secrets_scrubbed(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("DBT_ENV_SECRET_TOKEN", "s3cr3t-value")
+    settings = Settings(data_dir=tmp_path)
+    ensure_local_bronze(settings.landing_dir)  # the bronze views the run's start hook creates
+    lines: list[LogLine] = []
+    with dbt_session(settings):
+        assert invoke(show_inline("select 's3cr3t-value' as token, 7 as n", tmp_path / "t"), settings, lines.append) == 0
+        assert invoke(dbt_args("run", target="local", target_path=tmp_path / "t", select=["dim_date"]),
+                      settings, lines.append) == 0
+    messages = "\n".join(line.message for line in lines)
+    assert '"n": 7' in messages and '"token": "*****"' in messages and "s3cr3t-value" not in messages
+    assert {line.level for line in lines} <= {"info", "warn", "error"}  # no debug events (the SQL sent)
+    assert "\x1b[" not in messages  # no colour codes
+    results = [line.node for line in lines if line.node]
+    assert [(node["node_name"], node["node_status"]) for node in results] == [("dim_date", "success")]
 
 
 def test_a_timeout_kills_the_process_and_the_next_command_gets_a_new_one(tmp_path: Path) -> None:
