@@ -5,6 +5,7 @@ asks the adapter whether the model's table exists. Here the BigQuery adapter is 
 that never reaches Google, an empty relation cache, and a ``get_relation`` that answers "absent"
 (the full-refresh branch of every incremental model) or "a table" (the incremental branch). Every
 other part of dbt-bigquery (its macros, its SQL dialect, the project's dispatch) runs for real.
+The incremental branch is compiled as the hourly runs compile it (var reconcile_hours set).
 
     python -m tests.dbt.compile_bigquery_offline <target-path> full|incremental
 """
@@ -58,6 +59,8 @@ def compile_offline(target_path: Path, branch: str) -> bool:
         "--target-path", str(target_path),
         "--select", "resource_type:model", "resource_type:analysis", "resource_type:test",
         "--no-populate-cache", "--no-partial-parse", "--quiet",
+        # the incremental branch is the hourly run's: its quality gate reconciles a window of hours
+        *(["--vars", '{"reconcile_hours": 3}'] if branch == "incremental" else []),
     ])
     if not result.success:
         print(result.exception, file=sys.stderr)

@@ -82,6 +82,8 @@ def test_the_incremental_branch_is_the_one_compiled(compiled) -> None:
     silver = files["models/silver/stg_bronze__game_events.sql"]
     assert ("already_in_silver" in silver) == (branch == "incremental")
     assert "`offline-project`.`game_analytics_bronze`.`game_events`" in silver
+    gate = files["tests/assert_every_bronze_event_in_silver.sql"]
+    assert ("reconcile_window" in gate) == (branch == "incremental")  # the hourly gate's window
 
 
 def test_every_compiled_statement_is_bigquery_sql(compiled) -> None:

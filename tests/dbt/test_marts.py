@@ -134,3 +134,44 @@ def test_the_marts_required_columns_are_not_null_in_the_warehouse(built: Setting
         ("mart_daily_kpis", c) for c in ("activity_date", "game_id", "dau", "mau", "revenue_usd", "ad_revenue_usd")
     } | {("mart_retention", c) for c in ("cohort_date", "game_id", "cohort_size")} | {
         ("mart_level_funnel", c) for c in ("game_id", "level")}
+
+
+def test_the_hourly_gate_reconciles_the_recent_arrivals_and_the_daily_gate_everything(built: Settings, tmp_path) -> None:
+    """With var reconcile_hours (the hourly deployments), the reconciliation of bronze with silver
+    and of the facts with the dimensions covers what arrived in those hours and the event dates it
+    carries: a recent gap fails it, an old one does not. Without the var, both fail the gate."""
+    import json
+    import shutil
+
+    import duckdb
+
+    copy = Settings(data_dir=tmp_path)
+    shutil.copytree(built.landing_dir, copy.landing_dir)
+    shutil.copyfile(built.warehouse_path, copy.warehouse_path)
+    with duckdb.connect(str(copy.warehouse_path)) as con:
+        con.execute("set TimeZone = 'UTC'")
+        # the simulated arrivals span days (late events): the hours reconciled are the last 24
+        con.execute("""create temp table arrivals as
+                       select event_id, max(ingested_at) as last_arrival, min(cast(timezone('UTC', event_timestamp) as date)) as event_date
+                       from bronze.game_events group by event_id""")
+        since, from_date = con.execute("""select max(last_arrival) - interval 24 hours,
+                                                 (select min(event_date) from arrivals
+                                                  where last_arrival >= (select max(last_arrival) - interval 24 hours from arrivals))
+                                          from arrivals""").fetchone()
+        # a gap of each age: an event missing from silver, a fact row without its player
+        for arrived, dated in ((f">= '{since}'", f">= date '{from_date}'"), (f"< '{since}'", f"< date '{from_date}'")):
+            deleted = con.execute(f"""delete from silver.stg_bronze__game_events where event_id = (
+                                          select min(event_id) from arrivals where last_arrival {arrived})""").fetchall()
+            inserted = con.execute(f"""insert into gold.fct_sessions
+                                       select * replace ('nobody' as player_id, session_id || '-orphan' as session_id)
+                                       from gold.fct_sessions where activity_date {dated} limit 1""").fetchall()
+            assert deleted == [(1,)] and inserted == [(1,)], (arrived, dated)
+    selected = ["assert_every_bronze_event_in_silver", "assert_no_fact_row_without_its_dimensions"]
+
+    def gate(*args: str) -> dict[str, tuple[str, int]]:
+        warehouse.dbt(copy, "test", "--select", *selected, *args, check=False)
+        results = json.loads((warehouse.target_dir(copy) / "run_results.json").read_text())["results"]
+        return {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results if r["unique_id"].startswith("test.")}
+
+    assert gate("--vars", '{"reconcile_hours": 24}') == {name: ("fail", 1) for name in selected}
+    assert gate() == {name: ("fail", 2) for name in selected}
