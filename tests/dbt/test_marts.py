@@ -175,3 +175,5 @@ def test_the_hourly_gate_reconciles_the_recent_arrivals_and_the_daily_gate_every
 
     assert gate("--vars", '{"reconcile_hours": 24}') == {name: ("fail", 1) for name in selected}
     assert gate() == {name: ("fail", 2) for name in selected}
+    wrong = warehouse.dbt(copy, "test", "--select", selected[0], "--vars", '{"reconcile_hours": "24h"}', check=False)
+    assert wrong.returncode != 0 and "var reconcile_hours: a whole number of hours above 0, not '24h'" in wrong.stdout
