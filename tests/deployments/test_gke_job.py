@@ -17,6 +17,7 @@ import asyncio
 import json
 import re
 import uuid
+from pathlib import Path
 from decimal import Decimal
 from typing import Any
 
@@ -27,20 +28,12 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.utilities.templating import apply_values
 from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
+from deployments.gcp import setup
 from tests.deployments.test_prefect_yaml import GKE_TEMPLATE, PRODUCTION, deployments
 
 IMAGE = "europe-west1-docker.pkg.dev/ga-prod/game-analytics/flows:0123456789ab"
-# the environment `prefect deploy --all` runs with (deployments/gke/README.md)
-DEPLOY_ENV = {
-    "GA_GCP_PROJECT": "ga-prod",
-    "GA_GCP_REGION": "europe-west1",
-    "GA_EXPORTS_URL": "gs://ga-prod-exports/daily",
-    "GA_DATAFLOW_TEMPLATE_PATH": "gs://ga-prod-dataflow/templates/batch-load.json",
-    "GA_DATAFLOW_TEMP_LOCATION": "gs://ga-prod-dataflow/tmp",
-    "GA_DATAFLOW_SERVICE_ACCOUNT": "ga-dataflow@ga-prod.iam.gserviceaccount.com",
-    "GA_IMAGE_REPOSITORY": "europe-west1-docker.pkg.dev/ga-prod/game-analytics/flows",
-    "PWD": "/src/game-analytics",
-}
+# the environment the set-up's last step runs `prefect deploy` with (deployments/gcp/setup.py)
+DEPLOY_ENV = {**setup.Target.example().deploy_env(), "PWD": "/src/game-analytics"}
 WORKLOAD_IDENTITY_KSA = "game-analytics-flows"
 
 GIB = Decimal(2**30)
@@ -126,7 +119,8 @@ def test_the_rendered_job_is_what_gke_autopilot_admits(name: str, monkeypatch: p
     env = {e.name: e.value for e in container.env}
     assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
     assert job.spec.ttl_seconds_after_finished and job.spec.ttl_seconds_after_finished > 0
-    assert configuration.pod_watch_timeout_seconds >= 300
+    # a pod that never starts is failed by Kubernetes, and the observer marks the run Crashed
+    assert job.spec.active_deadline_seconds and job.spec.active_deadline_seconds >= 3600
 
     # protected from autoscaler scale-down evictions
     assert pod.metadata.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
@@ -138,7 +132,8 @@ def test_the_rendered_job_is_what_gke_autopilot_admits(name: str, monkeypatch: p
 
     # the production environment, with the deploy-time values filled in
     assert env["GA_TARGET"] == "bigquery"
-    assert env["GA_GCP_PROJECT"] == "ga-prod" and env["GA_DATAFLOW_TEMPLATE_PATH"].startswith("gs://")
+    assert env["GA_GCP_PROJECT"] == DEPLOY_ENV["GA_GCP_PROJECT"] and env["GA_DATAFLOW_TEMPLATE_PATH"].startswith("gs://")
+    assert env["GA_DATAFLOW_SDK_IMAGE"] == DEPLOY_ENV["GA_DATAFLOW_SDK_IMAGE"]
     assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) >= 30
     assert all(value not in (None, "") and "{{" not in value for value in env.values()), env
 
@@ -158,8 +153,24 @@ def test_the_pool_template_holds_the_autopilot_rules_whatever_a_deployment_sets(
     variables = template["variables"]["properties"]
     assert not {"backoff_limit", "cpu_limit", "memory_limit"} & set(variables)
     assert variables["service_account_name"]["default"] == WORKLOAD_IDENTITY_KSA
-    assert variables["pod_watch_timeout_seconds"]["minimum"] >= 300
+    assert variables["active_deadline_seconds"]["minimum"] >= 600
     configuration, manifest, job, _ = asyncio.run(render_job({"image": IMAGE}, "defaults"))
     (container,) = job.spec.template.spec.containers
     assert container.resources.limits == container.resources.requests
     assert job.spec.backoff_limit == 0
+    assert job.spec.active_deadline_seconds == variables["active_deadline_seconds"]["default"]
+
+
+def test_every_job_configuration_field_is_one_prefect_kubernetes_reads() -> None:
+    """prefect-kubernetes 0.8.0 no longer watches pods itself: `pod_watch_timeout_seconds`,
+    `job_watch_timeout_seconds` and `stream_output` are accepted and ignored. A field of the pool's
+    job configuration must be read somewhere in the worker, its observer or Prefect's base worker."""
+    import prefect.workers.base
+    import prefect_kubernetes.observer
+    import prefect_kubernetes.worker
+
+    modules = (prefect_kubernetes.worker, prefect_kubernetes.observer, prefect.workers.base)
+    source = "".join(Path(m.__file__).read_text() for m in modules)
+    template = json.loads(GKE_TEMPLATE.read_text())
+    unread = [key for key in template["job_configuration"] if not re.search(rf"\.{key}\b", source)]
+    assert not unread, f"job configuration fields prefect-kubernetes ignores: {unread}"
