@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -337,7 +338,10 @@ def steps(t: Target) -> list[Step]:
         Step("Helm knows the Prefect charts",
              ("helm", "repo", "add", "--force-update", "prefect", "https://prefecthq.github.io/prefect-helm")),
         helm_install(t),
-        Step("the one-build-at-a-time queue (the pool exists once the worker started)",
+        Step("wait until the worker has created its pool (from the values' template)",
+             ("sh", "-c", f"for i in $(seq 60); do {shlex.quote(py)} -m prefect work-pool inspect {WORK_POOL} "
+                          f">/dev/null 2>&1 && exit 0; sleep 5; done; echo 'no work pool {WORK_POOL}' >&2; exit 1")),
+        Step("the one-build-at-a-time queue",
              (py, "-m", "prefect", "work-queue", "create", WORK_QUEUE, f"--pool={WORK_POOL}", "--limit=1"),
              exists=(py, "-m", "prefect", "work-queue", "inspect", WORK_QUEUE, f"--pool={WORK_POOL}")),
         Step("the production deployments (builds and pushes the flow image)",

@@ -174,3 +174,53 @@ def test_every_job_configuration_field_is_one_prefect_kubernetes_reads() -> None
     template = json.loads(GKE_TEMPLATE.read_text())
     unread = [key for key in template["job_configuration"] if not re.search(rf"\.{key}\b", source)]
     assert not unread, f"job configuration fields prefect-kubernetes ignores: {unread}"
+
+
+def test_a_pod_that_never_starts_fails_at_the_deadline_and_the_run_is_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow-run pod stuck in Pending (a missing Secret or image, no node) holds its run Pending, which
+    no automation reports. At the Job's activeDeadlineSeconds Kubernetes deletes the pod, counts it
+    failed and marks the Job Failed (reason DeadlineExceeded); the worker's observer, given that Job
+    event, marks the run Crashed (and the failure automation reports it)."""
+    import logging
+    from types import SimpleNamespace
+
+    import anyio
+    from prefect.states import Pending
+    from prefect_kubernetes import observer
+
+    job_variables = templated_job_variables("hourly", monkeypatch)
+    _, manifest, job, _ = asyncio.run(render_job(job_variables, "hourly"))
+    assert job.spec.active_deadline_seconds
+    labels = manifest["metadata"]["labels"]
+    flow_run = FlowRun(id=uuid.UUID(labels["prefect.io/flow-run-id"]), name="tidy-otter", flow_id=uuid.uuid4(),
+                       state=Pending())
+    proposed: list[Any] = []
+
+    class Orchestration:  # the Prefect API at its boundary
+        async def read_flow_run(self, flow_run_id: uuid.UUID) -> FlowRun:
+            assert flow_run_id == flow_run.id
+            return flow_run
+
+    async def propose_state(client: Any, state: Any, flow_run_id: uuid.UUID) -> Any:
+        proposed.append((flow_run_id, state))
+        return state
+
+    async def no_other_jobs(*args: Any, **kwargs: Any) -> list:  # the Kubernetes API: this Job only
+        return []
+
+    async def no_logs(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(observer, "orchestration_client", Orchestration())
+    monkeypatch.setattr(observer, "propose_state", propose_state)
+    monkeypatch.setattr(observer, "_get_k8s_jobs", no_other_jobs)
+    monkeypatch.setattr(observer, "_fetch_crashed_pod_logs", no_logs)
+    # the observer waits 30 s for a replacement Job of a Pending run; none comes here
+    monkeypatch.setattr(observer, "anyio", SimpleNamespace(move_on_after=lambda s: anyio.move_on_after(0.2), sleep=anyio.sleep))
+
+    deadline_exceeded = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
+    asyncio.run(observer._mark_flow_run_as_crashed(
+        event={"type": "MODIFIED", "object": manifest}, name="hourly-abc12", labels=labels, status=deadline_exceeded,
+        logger=logging.getLogger("observer"), spec=manifest["spec"], uid="job-uid", namespace=manifest["metadata"]["namespace"]))
+    ((run_id, state),) = proposed
+    assert run_id == flow_run.id and state.is_crashed()
