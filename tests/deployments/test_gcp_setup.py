@@ -331,6 +331,13 @@ def test_every_production_deployment_gets_every_setting_it_templates(name: str, 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     job_env = apply_values(deployments()[name], dict(os.environ), remove_notset=False)["work_pool"]["job_variables"]["env"]
+    # every Dataflow setting without a default (the launch needs each one), and where the job reads from
+    from ingestion.settings import Settings
+    needed = {f"GA_{name.upper()}" for name, f in Settings.model_fields.items()
+              if name.startswith("dataflow_") and f.default is None} | {"GA_GCP_PROJECT", "GA_EXPORTS_URL"}
+    assert "GA_DATAFLOW_SDK_IMAGE" in needed
+    missing = {k for k in needed if not job_env.get(k) or "{{" in job_env[k]}
+    assert not missing, f"{name}: no value for {missing}"
     image = job_env.get("GA_DATAFLOW_SDK_IMAGE")
     assert image and "{{" not in image, f"{name}: no Dataflow SDK image"
     pushed = [p.argv[2] for p in commands if p.argv[:2] == ("docker", "push")]
