@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Final
 
 from deployments.streaming import build, deploy
-from deployments.streaming.deploy import Step, custom_role_steps, dataset_step
+from deployments.streaming.deploy import Step, dataset_step
 
 # pinned prefect-worker chart: its schema and templates are in deployments/gke/prefect-worker-chart/
 WORKER_CHART_VERSION: Final = "2026.8.18172642"

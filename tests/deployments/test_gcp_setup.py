@@ -204,7 +204,7 @@ def readme_allow_list() -> set[tuple[str, str, str]]:
     rows = set()
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[1].startswith("`roles/") or len(cells) == 4 and cells[1].startswith("`projects/"):
+        if len(cells) == 4 and cells[1].startswith(("`roles/", "`projects/")):
             rows.add(tuple(c.replace("`", "") for c in cells[:3]))
     return rows
 
@@ -219,7 +219,8 @@ def test_every_account_holds_exactly_the_roles_the_readme_lists(commands: list[P
 def test_least_privilege(commands: list[Printed]) -> None:
     made = grants(commands)
     roles = {role for _, role, _ in made}
-    assert not roles & {"roles/owner", "roles/editor", "roles/viewer", "roles/bigquery.admin", "roles/storage.admin"}
+    assert not roles & {"roles/owner", "roles/editor", "roles/viewer", "roles/bigquery.admin", "roles/storage.admin",
+                        "roles/bigquery.dataOwner", "roles/iam.serviceAccountAdmin"}
     # data roles on datasets, tables and buckets only, never the whole project
     assert not {(a, r) for a, r, on in made if on == "project" and (".data" in r or r.startswith("roles/storage."))}
     # the ingest account: custom roles only, exactly the permissions of a streaming insert
@@ -258,24 +259,18 @@ def test_nothing_public_and_no_key_files(commands: list[Printed]) -> None:
     assert "--from-file=key=/dev/stdin" in secret.argv
 
 
-def test_dbt_finds_every_dataset_it_writes_created_and_writable(commands: list[Printed], tmp_path: Path) -> None:
+def test_dbt_finds_every_dataset_it_writes_created_and_writable(commands: list[Printed], tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """dbt on the BigQuery target (parsed, not run): the datasets of its models and of the tests that
     store failures all exist before the flows run and the flows' account may write them, so dbt
     never needs bigquery.datasets.create."""
     from dbt.cli.main import dbtRunner
 
-    env = {"GA_TARGET": "bigquery", "GA_GCP_PROJECT": PROJECT, "GA_BQ_DATASET_PREFIX": PREFIX}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        result = dbtRunner().invoke(["parse", "--project-dir", str(REPO_ROOT / "dbt"), "--profiles-dir", str(REPO_ROOT / "dbt"),
-                                     "--target-path", str(tmp_path / "target"), "--log-path", str(tmp_path), "--quiet"])
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    for key, value in {"GA_TARGET": "bigquery", "GA_GCP_PROJECT": PROJECT, "GA_BQ_DATASET_PREFIX": PREFIX}.items():
+        monkeypatch.setenv(key, value)
+    dbt = str(REPO_ROOT / "dbt")
+    result = dbtRunner().invoke(["parse", "--project-dir", dbt, "--profiles-dir", dbt, "--target-path",
+                                 str(tmp_path / "target"), "--log-path", str(tmp_path), "--quiet"])
     assert result.success, result.exception
     manifest = json.loads((tmp_path / "target" / "manifest.json").read_text())
     written = {n["schema"] for n in manifest["nodes"].values()
