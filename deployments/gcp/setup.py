@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bq-location", default="EU")
     p.add_argument("--cluster", default="game-analytics")
     p.add_argument("--dataflow-secret", action="append", default=[],
-                   help="a Secret Manager secret the Dataflow workers may read (repeatable; none by default)")
+                   help="an existing Secret Manager secret the Dataflow workers may read (repeatable; none by default)")
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     target = Target(args.project, args.region, args.dataset_prefix, args.bq_location, args.cluster,

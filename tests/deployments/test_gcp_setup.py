@@ -339,3 +339,8 @@ def test_every_production_deployment_gets_every_setting_it_templates(name: str, 
     assert [image] == pushed
     flex = [p for p in commands if p.argv[:4] == ("gcloud", "dataflow", "flex-template", "build")]
     assert f"--image={image}" in flex[0].argv and job_env["GA_DATAFLOW_TEMPLATE_PATH"] == flex[0].argv[4]
+
+
+def test_a_dataflow_secret_is_granted_by_name_only(commands: list[Printed]) -> None:
+    extra = grants(dry_run("--dataflow-secret=ga-postgres-password")) - grants(commands)
+    assert extra == {(setup.DATAFLOW_ACCOUNT_ID, "roles/secretmanager.secretAccessor", "secret ga-postgres-password")}
