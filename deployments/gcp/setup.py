@@ -39,7 +39,9 @@ WORK_QUEUE: Final = "warehouse"
 WORKER_VALUES: Final = "deployments/gke/worker-values.yaml"
 BASE_JOB_TEMPLATE: Final = "deployments/gke/base-job-template.json"
 API_KEY_SECRET: Final = "prefect-api-key"  # in WORKER_NAMESPACE, key `key` (worker-values.yaml)
-WEBHOOK_SECRET: Final = "ga-slack-webhook"  # Secret Manager; blocks/register.py reads sm:// references
+# Secret Manager; blocks/register.py reads it (sm://) on the machine running the set-up and keeps the
+# URL in the Prefect block: the flow runs never read the secret
+WEBHOOK_SECRET: Final = "ga-slack-webhook"
 AUDIT_DATASET_DAYS: Final = 30  # stored test failures (dbt store_failures) expire after this
 
 FLOWS_ACCOUNT_ID: Final = "ga-flows"
@@ -241,9 +243,9 @@ def steps(t: Target) -> list[Step]:
                     gcloud(t, "artifacts", "repositories", "create", "game-analytics", "--repository-format=docker",
                            f"--location={t.region}"),
                     exists=gcloud(t, "artifacts", "repositories", "describe", "game-analytics", f"--location={t.region}")))
-    out.append(Step("the webhook URL's secret (add its value: gcloud secrets versions add ga-slack-webhook --data-file=-)",
-                    gcloud(t, "secrets", "create", WEBHOOK_SECRET, "--replication-policy=automatic"),
-                    exists=gcloud(t, "secrets", "describe", WEBHOOK_SECRET)))
+    out.append(Step("the alert webhook's URL, in Secret Manager (read from GA_SLACK_WEBHOOK_URL the first time)",
+                    gcloud(t, "secrets", "create", WEBHOOK_SECRET, "--replication-policy=automatic", "--data-file=-"),
+                    exists=gcloud(t, "secrets", "describe", WEBHOOK_SECRET), stdin_env="GA_SLACK_WEBHOOK_URL"))
 
     # the flow runs' account
     out += [
@@ -258,9 +260,6 @@ def steps(t: Target) -> list[Step]:
                     "--role=roles/iam.serviceAccountUser")),
         bucket_grant(t, t.templates_bucket, flows, "roles/storage.objectViewer", "flows: read the Flex Template spec, never write it"),
         bucket_grant(t, t.exports_bucket, flows, "roles/storage.objectViewer", "flows: list and read the daily exports"),
-        Step("flows: read the alert webhook's secret",
-             gcloud(t, "secrets", "add-iam-policy-binding", WEBHOOK_SECRET, member(flows),
-                    "--role=roles/secretmanager.secretAccessor")),
     ]
     # the Dataflow workers' account
     out += [
