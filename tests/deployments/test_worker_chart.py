@@ -101,9 +101,26 @@ def worker_env(v: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def test_the_values_pass_the_pinned_charts_schema() -> None:
+def test_the_values_pass_the_pinned_charts_schema_and_set_what_the_platform_relies_on() -> None:
+    """Valid for the pinned chart, and every value the platform relies on is set in the file, not
+    left to a chart default that another chart version may change."""
     schema = json.loads((CHART / "values.schema.json").read_text())
     jsonschema.validators.validator_for(schema)(schema).validate(values())
+    own = yaml.safe_load(VALUES.read_text())
+    relied_on = {
+        ("worker", "image", "prefectTag"): "3.9.1-python3.11-kubernetes",
+        ("worker", "cloudApiConfig", "jobApiKeyPropagation"): "autoSecret",
+        ("worker", "config", "jobNamespace"): JOB_NAMESPACE,
+        ("worker", "config", "workPool"): setup.WORK_POOL,
+        ("role", "create"): False,
+        ("rolebinding", "create"): False,
+        ("serviceAccount", "name"): setup.WORKER_RELEASE,
+    }
+    for path, expected in relied_on.items():
+        node: Any = own
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        assert node == expected, f"worker-values.yaml: {'.'.join(path)} is {node!r}, not {expected!r}"
     assert f"--version={setup.WORKER_CHART_VERSION}" in " ".join(setup.helm_install(setup.Target.example()).command)
     assert setup.WORKER_CHART_VERSION in (CHART / "README.md").read_text()
 
