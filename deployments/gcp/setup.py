@@ -6,7 +6,9 @@
 nothing. A step whose resource exists is skipped; grants and settings are re-applied (they are
 idempotent), so after a change the command is simply run again. Before a real run: ``gcloud auth
 login``, ``prefect cloud login`` (the workspace the flows run in), Docker, Helm, kubectl, and
-``PREFECT_API_KEY`` set to the worker's API key (a Prefect Cloud service account's key).
+``PREFECT_API_KEY`` set to the worker's API key (a Prefect Cloud service account's key); on the
+first run also ``GA_SLACK_WEBHOOK_URL``, which goes to Secret Manager. Both are read on stdin by
+the commands that store them and never printed.
 
 In order: APIs; service accounts; buckets; datasets; Artifact Registry; the flows' and the Dataflow
 workers' grants (least privilege: README.md, "Security", lists every role and why); the streaming
@@ -126,6 +128,8 @@ class Target:
             "GA_IMAGE_REPOSITORY": f"{self.registry}/flows",
             "GA_GCP_PROJECT": self.project,
             "GA_GCP_REGION": self.region,
+            "GA_BQ_DATASET_PREFIX": self.dataset_prefix,
+            "GA_BQ_LOCATION": self.bq_location,
             "GA_EXPORTS_URL": f"gs://{self.exports_bucket}/daily",
             "GA_DATAFLOW_TEMPLATE_PATH": self.template_path,
             "GA_DATAFLOW_SDK_IMAGE": self.dataflow_image,
