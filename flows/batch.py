@@ -65,10 +65,10 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
 def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float) -> LoadResult:
     # Beam and the Google clients load only where a batch load runs, not with every flow
     from ingestion.batch import dataflow
-    from ingestion.batch.launch import launch
+    from ingestion.batch.launch import DataflowLaunch, LoadResult, launch
 
     result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
-    if result.job_id is None:  # ran to the end in this process
+    if not isinstance(result, DataflowLaunch):  # ran to the end in this process
         get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
                               result.rows_rejected, result.runner)
         return result
@@ -76,7 +76,11 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     create_link_artifact(link=url, link_text=f"Dataflow job {result.job_id}", key=f"dataflow-{source.replace('_', '-')}",
                          description=f"Batch ingestion of {source}, {start} to {end}")
     wait_for_job(result.job_id, settings, timeout_s)
-    return result
+    counts = dataflow.job_counts(result.job_id, settings)
+    get_run_logger().info("%s: %d rows read, %d loaded, %d rejected (Dataflow job %s)", source, counts.rows_read,
+                          counts.rows_loaded, counts.rows_rejected, result.job_id)
+    return LoadResult(source=source, runner=result.runner, job_id=result.job_id, rows_loaded=counts.rows_loaded,
+                      rows_rejected=counts.rows_rejected)
 
 
 def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:

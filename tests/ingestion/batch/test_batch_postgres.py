@@ -326,3 +326,75 @@ def test_without_a_database_players_come_from_the_csv_extract(settings: Settings
                  "p-1,g,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n")
     assert run_local("players", DAY, DAY, settings).rows_loaded == 1
     assert read_bronze("players")[0][-1] == str(settings.exports_dir / "players.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cloud SQL: the connector with IAM database authentication
+
+
+def test_a_cloud_sql_target_connects_through_the_connector_with_iam_authentication(monkeypatch: pytest.MonkeyPatch):
+    """The real Connector, stopped at the Cloud SQL Admin API (the two calls it makes before any
+    connection: instance metadata and the ephemeral certificate, which carries the IAM login
+    token when IAM database authentication is asked for)."""
+    import aiohttp
+    import google.auth
+    from google.cloud.sql.connector import Connector
+    from google.cloud.sql.connector.client import CloudSQLClient
+    from google.oauth2.credentials import Credentials
+
+    from ingestion.batch import postgres
+
+    monkeypatch.setattr(google.auth, "default", lambda scopes=None, **_: (Credentials(token="t"), "studio-analytics"))
+    monkeypatch.setattr(postgres, "_connector", None)
+    admin_calls: list[tuple[str, ...]] = []
+    connects: list[tuple[tuple, dict]] = []
+
+    async def get_metadata(self, project: str, region: str, instance: str) -> dict:
+        admin_calls.append(("connectSettings", project, region, instance))
+        return {"ip_addresses": {"PRIVATE": "10.1.2.3"}, "server_ca_cert": "", "database_version": "POSTGRES_16"}
+
+    async def get_ephemeral(self, project: str, instance: str, pub_key: str, enable_iam_auth: bool = False):
+        admin_calls.append(("generateEphemeralCert", project, instance, f"iam={enable_iam_auth}"))
+        raise aiohttp.ClientResponseError(None, (), status=403, message="stopped at the Admin API boundary")
+
+    real_connect = Connector.connect
+
+    def connect(self: Connector, *args: object, **kwargs: object):
+        connects.append((args, dict(kwargs)))
+        return real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(CloudSQLClient, "_get_metadata", get_metadata)
+    monkeypatch.setattr(CloudSQLClient, "_get_ephemeral", get_ephemeral)
+    monkeypatch.setattr(Connector, "connect", connect)
+    target = postgres.CloudSql("studio-analytics:europe-west1:studio-db", "studio",
+                               "ga-dataflow@studio-analytics.iam.gserviceaccount.com").target()
+    try:
+        with pytest.raises(DatabaseUnreachable, match=re.escape(
+                "PostgreSQL database 'studio' on Cloud SQL instance studio-analytics:europe-west1:studio-db as "
+                "ga-dataflow@studio-analytics.iam.gserviceaccount.com (IAM authentication)")):
+            postgres.connect(target)
+        connector = postgres._connector
+        assert isinstance(connector, Connector) and connector._enable_iam_auth
+    finally:
+        if postgres._connector is not None:
+            postgres._connector.close()
+
+    [(args, kwargs)] = connects
+    assert args == ("studio-analytics:europe-west1:studio-db", "psycopg")
+    assert kwargs["user"] == "ga-dataflow@studio-analytics.iam.gserviceaccount.com" and kwargs["db"] == "studio"
+    assert kwargs["enable_iam_auth"] is True and kwargs["ip_type"] == "private"
+    assert "password" not in kwargs
+    assert ("generateEphemeralCert", "studio-analytics", "studio-db", "iam=True") in admin_calls
+    assert ("connectSettings", "studio-analytics", "europe-west1", "studio-db") in admin_calls
+
+
+def test_cloud_sql_targets_name_their_database_without_a_dsn():
+    from ingestion.batch.postgres import CloudSql, describe_dsn
+
+    database = CloudSql("domain.com:studio:europe-west1:studio-db", "studio", "sa@p.iam", "psc")
+    assert CloudSql.parse(database.target()) == database
+    assert describe_dsn(database.target()) == "database 'studio' on Cloud SQL instance domain.com:studio:europe-west1:studio-db"
+    assert lineage(database.target(), "public", "players") == (
+        "cloudsql://domain.com:studio:europe-west1:studio-db/studio/public.players")
+    with pytest.raises(ValueError, match="IP type 'vpn'"):
+        CloudSql("p:r:i", "studio", "sa@p.iam", "vpn")  # type: ignore[arg-type]
