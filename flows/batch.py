@@ -67,7 +67,10 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     from ingestion.batch import dataflow
     from ingestion.batch.launch import DataflowLaunch, LoadResult, launch
 
-    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
+    run_id = str(flow_run.get_id() or "adhoc")
+    if settings.target != "local":
+        cancel_jobs_of_ended_runs(settings, run_id)
+    result = launch(source, start, end, settings, run_id=run_id)
     if not isinstance(result, DataflowLaunch):  # ran to the end in this process
         get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
                               result.rows_rejected, result.runner)
@@ -81,6 +84,42 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
                           counts.rows_loaded, counts.rows_rejected, result.job_id)
     return LoadResult(source=source, runner=result.runner, job_id=result.job_id, rows_loaded=counts.rows_loaded,
                       rows_rejected=counts.rows_rejected)
+
+
+def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str) -> list[str]:
+    """Cancel the active Dataflow jobs of flow runs that have ended (Crashed, Cancelled, Failed,
+    Completed) on this Prefect server; return their ids.
+
+    The hooks below cancel a run's jobs when its process can run them, or its supervisor can (the
+    process worker and runner run the crash hook after a kill). On Kubernetes nothing runs a hook
+    for a pod that is OOM-killed or evicted: the observer only marks the run Crashed. Every run on
+    Dataflow therefore first sweeps such jobs, before launching its own. Jobs of runs this server
+    does not know (another environment in the same project) are left alone."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from ingestion.batch import dataflow
+
+    cancelled: list[str] = []
+    with get_client(sync_client=True) as client:
+        for run_id, job_ids in dataflow.active_jobs_by_run(settings).items():
+            if run_id == current_run_id.lower():
+                continue
+            try:
+                state = client.read_flow_run(UUID(run_id)).state
+            except ObjectNotFound:
+                continue
+            if state is None or not state.is_final():
+                continue
+            get_run_logger().warning("cancelling Dataflow jobs %s of flow run %s, which ended %s",
+                                     job_ids, run_id, state.name)
+            jobs = dataflow.jobs_for(settings)
+            for job_id in job_ids:
+                jobs.cancel_job(job_id)
+            cancelled += job_ids
+    return cancelled
 
 
 def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:

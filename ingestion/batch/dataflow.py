@@ -266,12 +266,27 @@ def get_job_state(job_id: str, settings: Settings, client: JobsClient | None = N
     return jobs_for(settings, client).get_job_state(job_id)
 
 
+RUN_JOB = re.compile(r"^ga-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
+
+
+def active_jobs_by_run(settings: Settings, client: JobsClient | None = None) -> dict[str, list[str]]:
+    """The active jobs launched for orchestration runs (named after a run id), by run id; jobs
+    already being cancelled are left out."""
+    by_run: dict[str, list[str]] = {}
+    for job in jobs_for(settings, client).active_jobs():
+        match = RUN_JOB.match(job.name)
+        if match and job.current_state != JobState.JOB_STATE_CANCELLING:
+            by_run.setdefault(match.group(1), []).append(str(job.id))
+    return by_run
+
+
 def cancel_run_jobs(run_id: str, settings: Settings, client: JobsClient | None = None) -> list[str]:
     """Cancel every active job launched for ``run_id`` (found by its name prefix); return their ids.
     Used when the whole orchestration run is cancelled or crashes, so no job outlives it."""
     jobs = jobs_for(settings, client)
     prefix = run_prefix(run_id)
-    mine = [str(job.id) for job in jobs.active_jobs() if job.name.startswith(prefix)]
+    mine = [str(job.id) for job in jobs.active_jobs()
+            if job.name.startswith(prefix) and job.current_state != JobState.JOB_STATE_CANCELLING]
     for job_id in mine:
         jobs.cancel_job(job_id)
     return mine

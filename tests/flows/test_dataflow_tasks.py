@@ -4,6 +4,7 @@ real request objects the task sends are checked. Runs against the real Prefect s
 from __future__ import annotations
 
 from datetime import date
+from types import SimpleNamespace
 
 import pytest
 from google.api_core.exceptions import AlreadyExists, ServiceUnavailable
@@ -151,7 +152,7 @@ def test_a_launch_retried_after_its_response_was_lost_follows_the_first_job(data
     assert state.is_completed(), state.message
     assert len(fake.jobs) == 1 and state.result().job_id == fake.jobs[0].id  # no second job for the window
     assert len(fake.launches) == 1  # the retry found the job before launching
-    assert [lookup.name for lookup in fake.lists] == [fake.jobs[0].name] * 2
+    assert [lookup.name for lookup in fake.lists if lookup.name] == [fake.jobs[0].name] * 2
 
 
 def test_a_job_that_ends_failed_fails_the_task_without_retrying(dataflow) -> None:
@@ -180,7 +181,6 @@ def test_a_timeout_cancels_the_dataflow_job(dataflow, timeout: str) -> None:
 
 
 def test_a_cancelled_or_crashed_run_cancels_the_jobs_it_launched(dataflow) -> None:
-    from types import SimpleNamespace
 
     from flows.batch import cancel_dataflow_jobs
     from flows.pipeline import game_analytics_pipeline
@@ -196,3 +196,155 @@ def test_a_cancelled_or_crashed_run_cancels_the_jobs_it_launched(dataflow) -> No
     assert [(u.job_id, u.job.requested_state) for u in fake.updates] == [("mine", df.JobState.JOB_STATE_CANCELLED)]
     cancel_dataflow_jobs(None, SimpleNamespace(id="1c9e-run", parameters={"target": "local"}), None)
     assert len(fake.updates) == 1  # a local run launched no Dataflow job
+
+
+def test_a_run_first_cancels_the_jobs_of_runs_that_ended_without_cancelling_them(dataflow) -> None:
+    """On Kubernetes no hook runs for a pod that is OOM-killed or evicted; the observer only marks
+    its run Crashed. The next run on Dataflow cancels such a run's jobs before launching."""
+    import uuid
+
+    from prefect.client.orchestration import get_client
+    from prefect.states import Completed, Crashed, Running
+
+    @flow(name="earlier-run")
+    def earlier() -> None: ...
+
+    fake = dataflow(FakeDataflow())
+    with get_client(sync_client=True) as client:
+        crashed = client.create_flow_run(earlier, state=Crashed(message="pod OOMKilled"))
+        completed = client.create_flow_run(earlier, state=Completed())
+        running = client.create_flow_run(earlier, state=Running())
+    unknown = uuid.uuid4()  # a run of another environment sharing the project
+    window = "players-20260101-20260131"
+    for job_id, run_id in (("crashed-1", crashed.id), ("crashed-2", crashed.id), ("completed", completed.id),
+                           ("running", running.id), ("unknown", unknown)):
+        fake.jobs.append(df.Job(id=job_id, name=f"ga-{run_id}-{window}", current_state=df.JobState.JOB_STATE_RUNNING))
+
+    state = run_ingest()
+
+    assert state.is_completed(), state.message
+    cancelled = [u.job_id for u in fake.updates]
+    assert sorted(cancelled) == ["completed", "crashed-1", "crashed-2"]
+    assert all(u.job.requested_state == df.JobState.JOB_STATE_CANCELLED for u in fake.updates)
+    assert len(fake.launches) == 1  # and then its own job
+
+
+# ---------------------------------------------------------------------------------------------
+# a real flow run, cancelled through the API or killed, on a real Prefect server
+
+
+@pytest.fixture(scope="module")
+def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
+    """``tests/flows/dataflow_run.py`` served by a Prefect runner in its own process (the runner
+    starts each flow run in a child process, as the process work pool's worker does)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from prefect.client.orchestration import get_client
+
+    from deployments.local.services import stop
+    from ingestion.settings import REPO_ROOT
+
+    tmp_path = tmp_path_factory.mktemp("served")
+    state = tmp_path / "dataflow.json"
+    env = dict(os.environ, PREFECT_API_URL=prefect_api, PREFECT_RUNNER_POLL_FREQUENCY="1",
+               PYTHONPATH=str(REPO_ROOT), GA_TEST_DATAFLOW_STATE=str(state), GA_DATA_DIR=str(tmp_path / "data"),
+               GA_GCP_PROJECT="studio-analytics", GA_GCP_REGION="europe-west1",
+               GA_DATAFLOW_TEMPLATE_PATH="gs://studio-dataflow/templates/batch-load.json",
+               GA_DATAFLOW_SDK_IMAGE="europe-west1-docker.pkg.dev/studio-analytics/dataflow/batch-load:1",
+               GA_DATAFLOW_SERVICE_ACCOUNT="ga-dataflow@studio-analytics.iam.gserviceaccount.com",
+               GA_CLOUDSQL_INSTANCE="studio-analytics:europe-west1:studio-db", GA_CLOUDSQL_DATABASE="studio")
+    log = open(tmp_path / "runner.log", "ab")
+    runner = subprocess.Popen([sys.executable, "-m", "tests.flows.dataflow_run"], env=env, cwd=REPO_ROOT,
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    client = get_client(sync_client=True)
+
+    def wait_for(what: str, check, timeout_s: float = 90):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if runner.poll() is not None:
+                raise RuntimeError(f"the runner exited with {runner.returncode}; see {tmp_path / 'runner.log'}")
+            found = check()
+            if found:
+                return found
+            time.sleep(0.5)
+        raise TimeoutError(f"{what} within {timeout_s} s; see {tmp_path / 'runner.log'}")
+
+    def requests() -> list[dict]:
+        path = state.with_suffix(".requests")
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def start_run():
+        for suffix in (".json", ".requests", ".pid"):  # one run at a time: the fake starts empty
+            state.with_suffix(suffix).unlink(missing_ok=True)
+
+        def deployment():
+            try:
+                return client.read_deployment_by_name("dataflow-watch/hooks")
+            except Exception:  # not served yet
+                return None
+
+        run = client.create_flow_run_from_deployment(wait_for("the deployment is served", deployment).id)
+        wait_for("the flow run launches its job and polls it",
+                 lambda: [r for r in requests() if r["type"] == "GetJobRequest"] and state.with_suffix(".pid").exists())
+        return run
+
+    with client:
+        try:
+            yield SimpleNamespace(client=client, start_run=start_run, requests=requests, wait_for=wait_for,
+                                  pid=lambda: int(state.with_suffix(".pid").read_text()))
+        finally:
+            stop(runner)
+            log.close()
+
+
+def cancels_of(requests: list[dict]) -> list[dict]:
+    return [r for r in requests if r["type"] == "UpdateJobRequest"]
+
+
+def the_runs_job_cancel(served, run_id) -> dict:
+    """The one cancel request the run's job received (checked to be the right one)."""
+    import time
+
+    requests = served.requests()
+    [launch] = [r["request"] for r in requests if r["type"] == "LaunchFlexTemplateRequest"]
+    assert launch["launchParameter"]["jobName"] == f"ga-{run_id}-players-20260101-20260131"
+    [cancel] = served.wait_for("the job is cancelled", lambda: cancels_of(served.requests()))
+    time.sleep(3)  # and no second one: the hook skips a job already cancelling
+    assert cancels_of(served.requests()) == [cancel]
+    assert cancel["request"]["jobId"] == "job-1"
+    assert cancel["request"]["job"]["requestedState"] == int(df.JobState.JOB_STATE_CANCELLED)
+    assert (cancel["request"]["projectId"], cancel["request"]["location"]) == ("studio-analytics", "europe-west1")
+    return cancel
+
+
+def test_a_flow_run_cancelled_through_the_api_cancels_its_dataflow_job(served) -> None:
+    from prefect.states import Cancelling
+
+    run = served.start_run()
+    served.client.set_flow_run_state(run.id, Cancelling(message="cancelled by an operator"), force=True)
+
+    # the runner stops the run's process with SIGTERM: its watching task cancels the job on its
+    # way out (when the process is gone first, the runner's cancellation hook does)
+    the_runs_job_cancel(served, run.id)
+    final = served.wait_for("the run ends cancelled", lambda: (s := served.client.read_flow_run(run.id).state)
+                            and s.is_cancelled() and s)
+    assert final.is_cancelled()
+
+
+def test_a_flow_run_whose_process_is_killed_cancels_its_dataflow_job(served) -> None:
+    import os
+    import signal
+
+    run = served.start_run()
+    flow_process = served.pid()
+    os.kill(flow_process, signal.SIGKILL)  # no handler, no hook can run in that process
+
+    cancel = the_runs_job_cancel(served, run.id)
+    assert cancel["pid"] != flow_process  # the runner's crash hook, from the job's name
+    final = served.wait_for("the run is marked crashed", lambda: (s := served.client.read_flow_run(run.id).state)
+                            and s.is_crashed() and s)
+    assert final.is_crashed()
