@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:
+    from ingestion.batch.dataflow import JobsClient
     from ingestion.batch.launch import LoadResult
 
 
@@ -65,7 +66,7 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
 def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float) -> LoadResult:
     # Beam and the Google clients load only where a batch load runs, not with every flow
     from ingestion.batch import dataflow
-    from ingestion.batch.launch import DataflowLaunch, LoadResult, launch
+    from ingestion.batch.launch import DataflowLaunch, dataflow_result, launch
 
     run_id = str(flow_run.get_id() or "adhoc")
     if settings.target != "local":
@@ -82,11 +83,10 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     counts = dataflow.job_counts(result.job_id, settings)
     get_run_logger().info("%s: %d rows read, %d loaded, %d rejected (Dataflow job %s)", source, counts.rows_read,
                           counts.rows_loaded, counts.rows_rejected, result.job_id)
-    return LoadResult(source=source, runner=result.runner, job_id=result.job_id, rows_loaded=counts.rows_loaded,
-                      rows_rejected=counts.rows_rejected)
+    return dataflow_result(result, counts)
 
 
-def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str) -> list[str]:
+def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str, client: JobsClient | None = None) -> list[str]:
     """Cancel the active Dataflow jobs of flow runs that have ended (Crashed, Cancelled, Failed,
     Completed) on this Prefect server; return their ids.
 
@@ -102,20 +102,20 @@ def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str) -> list[s
 
     from ingestion.batch import dataflow
 
+    jobs = dataflow.jobs_for(settings, client)
     cancelled: list[str] = []
-    with get_client(sync_client=True) as client:
-        for run_id, job_ids in dataflow.active_jobs_by_run(settings).items():
+    with get_client(sync_client=True) as prefect:
+        for run_id, job_ids in dataflow.active_jobs_by_run(settings, jobs.client).items():
             if run_id == current_run_id.lower():
                 continue
             try:
-                state = client.read_flow_run(UUID(run_id)).state
+                state = prefect.read_flow_run(UUID(run_id)).state
             except ObjectNotFound:
                 continue
             if state is None or not state.is_final():
                 continue
             get_run_logger().warning("cancelling Dataflow jobs %s of flow run %s, which ended %s",
                                      job_ids, run_id, state.name)
-            jobs = dataflow.jobs_for(settings)
             for job_id in job_ids:
                 jobs.cancel_job(job_id)
             cancelled += job_ids
@@ -124,7 +124,7 @@ def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str) -> list[s
 
 def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
     """Flow hook (cancelled or crashed run): cancel the Dataflow jobs this run launched, found by
-    their run_id label, since their watching tasks may not have had the chance to."""
+    their names, since their watching tasks may not have had the chance to."""
     from ingestion.batch import dataflow
 
     parameters = getattr(flow_run, "parameters", None) or {}

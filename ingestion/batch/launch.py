@@ -23,6 +23,7 @@ from apache_beam.runners.runner import PipelineRunner
 
 from ingestion.batch.dataflow import (
     FlexLaunch,
+    JobCounts,
     JobsClient,
     TemplatesClient,
     default_templates_client,
@@ -187,6 +188,12 @@ def launch_dataflow(
     )
     job_id = launch_once(templates or default_templates_client(), jobs_for(settings, jobs), request)
     return DataflowLaunch(source, job_id, request.job_name, DATAFLOW_RUNNER)
+
+
+def dataflow_result(launched: DataflowLaunch, counts: JobCounts) -> LoadResult:
+    """The result of a Dataflow load that ended DONE, with the counts its job reported."""
+    return LoadResult(source=launched.source, runner=launched.runner, job_id=launched.job_id,
+                      rows_loaded=counts.rows_loaded, rows_rejected=counts.rows_rejected)
 
 
 def launch(
