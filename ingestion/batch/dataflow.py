@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import Enum
 from typing import Any, Protocol
@@ -66,6 +66,10 @@ OUTCOMES: Mapping[JobState, Outcome] = {
     # replaced by another job (streaming updates): this job did not complete its load
     JobState.JOB_STATE_UPDATED: Outcome.CANCELLED,
 }
+
+
+# active, but already told to stop: never adopted, never cancelled again
+GOING_AWAY: frozenset[JobState] = frozenset({JobState.JOB_STATE_CANCELLING, JobState.JOB_STATE_DRAINING})
 
 
 def outcome(state: JobState | int) -> Outcome:
@@ -185,22 +189,34 @@ def launch_flex_template(client: TemplatesClient, launch: FlexLaunch) -> str:
 
 
 def launch_once(templates: TemplatesClient, jobs: DataflowJobs, launch: FlexLaunch) -> str:
-    """The id of the active job named ``launch.job_name``, launching it only when there is none.
+    """The id of the job running this load (``launch.job_name``: one name per run, source and
+    window), launching it only when no such job is active.
 
     A launch whose response was lost (a timeout, a 503 after the job was created) is retried with
     the same name: the lookup finds the job the first attempt started. Dataflow refuses a second
     active job of one name with ALREADY_EXISTS (409, :class:`Conflict`) when the lookup missed it
-    (a job listed a moment late): that job is adopted as well."""
-    existing = jobs.find_active(launch.job_name)
-    if existing is not None:
-        return existing
+    (a job listed a moment late): that job is adopted as well. A job being cancelled or drained
+    (its watcher gave up on it) is not adopted, and it still holds its name: the new job is named
+    ``<name>-2`` (``-3``, ...)."""
+    def same_load() -> list[Job]:
+        return [job for job in jobs.active_jobs()
+                if job.name == launch.job_name or job.name.startswith(f"{launch.job_name}-")]
+
+    def running(found: list[Job]) -> str | None:
+        return next((str(job.id) for job in found if job.current_state not in GOING_AWAY), None)
+
+    found = same_load()
+    if (job_id := running(found)) is not None:
+        return job_id
+    taken = {job.name for job in found}
+    names = [launch.job_name, *(f"{launch.job_name}-{n}" for n in range(2, len(taken) + 2))]
+    name = next(name for name in names if name not in taken)
     try:
-        return launch_flex_template(templates, launch)
+        return launch_flex_template(templates, replace(launch, job_name=name))
     except Conflict:
-        existing = jobs.find_active(launch.job_name)
-        if existing is None:
+        if (job_id := running(same_load())) is None:
             raise
-        return existing
+        return job_id
 
 
 @dataclass(frozen=True)
@@ -221,21 +237,12 @@ class DataflowJobs:
     def get_outcome(self, job_id: str) -> Outcome:
         return outcome(self.get_job_state(job_id))
 
-    def active_jobs(self, name: str | None = None) -> list[Job]:
-        """Summaries of the active jobs (``name``: only those of that name). A summary carries the
-        job's id, name and state, never its labels (``ListJobsRequest.view`` is deprecated:
-        "ListJobs always returns summaries")."""
+    def active_jobs(self) -> list[Job]:
+        """Summaries of the active jobs. A summary carries the job's id, name and state, never its
+        labels (``ListJobsRequest.view`` is deprecated: "ListJobs always returns summaries")."""
         request = ListJobsRequest(project_id=self.project, location=self.region,
                                   filter=ListJobsRequest.Filter.ACTIVE)
-        if name is not None:
-            request.name = name
-        # the name is also matched here: the list's name filter is optional for the service
-        return [job for job in self.client.list_jobs(request=request) if name is None or job.name == name]
-
-    def find_active(self, name: str) -> str | None:
-        """The id of the active job called ``name``, if any (Dataflow allows one at a time)."""
-        found = self.active_jobs(name)
-        return str(found[0].id) if found else None
+        return list(self.client.list_jobs(request=request))
 
     def cancel_job(self, job_id: str) -> None:
         self.client.update_job(
@@ -275,7 +282,7 @@ def active_jobs_by_run(settings: Settings, client: JobsClient | None = None) -> 
     by_run: dict[str, list[str]] = {}
     for job in jobs_for(settings, client).active_jobs():
         match = RUN_JOB.match(job.name)
-        if match and job.current_state != JobState.JOB_STATE_CANCELLING:
+        if match and job.current_state not in GOING_AWAY:
             by_run.setdefault(match.group(1), []).append(str(job.id))
     return by_run
 
@@ -286,7 +293,7 @@ def cancel_run_jobs(run_id: str, settings: Settings, client: JobsClient | None =
     jobs = jobs_for(settings, client)
     prefix = run_prefix(run_id)
     mine = [str(job.id) for job in jobs.active_jobs()
-            if job.name.startswith(prefix) and job.current_state != JobState.JOB_STATE_CANCELLING]
+            if job.name.startswith(prefix) and job.current_state not in GOING_AWAY]
     for job_id in mine:
         jobs.cancel_job(job_id)
     return mine

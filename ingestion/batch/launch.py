@@ -54,7 +54,6 @@ class DataflowLaunch:
 
     source: str
     job_id: str
-    job_name: str
     runner: str = "DataflowRunner"
 
 
@@ -187,7 +186,7 @@ def launch_dataflow(
         sdk_container_image=settings.dataflow_sdk_image,
     )
     job_id = launch_once(templates or default_templates_client(), jobs_for(settings, jobs), request)
-    return DataflowLaunch(source, job_id, request.job_name, DATAFLOW_RUNNER)
+    return DataflowLaunch(source, job_id, DATAFLOW_RUNNER)
 
 
 def dataflow_result(launched: DataflowLaunch, counts: JobCounts) -> LoadResult:

@@ -105,10 +105,10 @@ def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_
                     templates=fake, jobs=fake)
 
     name = "ga-9f1c-run-01-players-20240101-20240105"
-    assert result == DataflowLaunch("players", "2024-01-06_03_00_00-123456780", name, "DataflowRunner")
+    assert result == DataflowLaunch("players", "2024-01-06_03_00_00-123456780", "DataflowRunner")
     lookup, request = fake.requests
     assert isinstance(lookup, ListJobsRequest)  # first: is this run's load of this window already running?
-    assert (lookup.project_id, lookup.location, lookup.name) == ("studio-analytics", "europe-west1", name)
+    assert (lookup.project_id, lookup.location) == ("studio-analytics", "europe-west1")
     assert lookup.filter == ListJobsRequest.Filter.ACTIVE
     assert isinstance(request, LaunchFlexTemplateRequest)
     assert (request.project_id, request.location) == ("studio-analytics", "europe-west1")
@@ -223,6 +223,24 @@ def test_a_launch_refused_as_already_existing_adopts_the_active_job(production: 
         "ListJobsRequest", "LaunchFlexTemplateRequest",  # the first launch
         "ListJobsRequest", "LaunchFlexTemplateRequest", "ListJobsRequest",  # missed, 409, found
     ]
+
+
+def test_a_retry_after_its_job_was_told_to_stop_launches_a_new_job_under_a_free_name(production: Settings):
+    """The watcher cancels its job when it gives up (a poll that failed, then a task retry): that
+    job is still active while it cancels, and holds its name, so the retry neither adopts it nor
+    collides with it."""
+    fake = FakeDataflow()
+    window = ("players", date(2024, 1, 1), date(2024, 1, 5))
+    first = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+    fake.jobs[0].current_state = JobState.JOB_STATE_CANCELLING
+
+    second = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+    fake.jobs[1].current_state = JobState.JOB_STATE_DRAINING
+    third = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+
+    assert len({first.job_id, second.job_id, third.job_id}) == 3
+    base = "ga-run-7-players-20240101-20240105"
+    assert [job.name for job in fake.jobs] == [base, f"{base}-2", f"{base}-3"]
 
 
 def test_a_run_whose_job_ended_launches_again(production: Settings):
