@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:
+    from ingestion.batch.dataflow import JobsClient
     from ingestion.batch.launch import LoadResult
 
 
@@ -65,10 +66,13 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
 def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float) -> LoadResult:
     # Beam and the Google clients load only where a batch load runs, not with every flow
     from ingestion.batch import dataflow
-    from ingestion.batch.launch import launch
+    from ingestion.batch.launch import DataflowLaunch, dataflow_result, launch
 
-    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
-    if result.job_id is None:  # ran to the end in this process
+    run_id = str(flow_run.get_id() or "adhoc")
+    if settings.target != "local":
+        cancel_jobs_of_ended_runs(settings, run_id)
+    result = launch(source, start, end, settings, run_id=run_id)
+    if not isinstance(result, DataflowLaunch):  # ran to the end in this process
         get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
                               result.rows_rejected, result.runner)
         return result
@@ -76,12 +80,51 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     create_link_artifact(link=url, link_text=f"Dataflow job {result.job_id}", key=f"dataflow-{source.replace('_', '-')}",
                          description=f"Batch ingestion of {source}, {start} to {end}")
     wait_for_job(result.job_id, settings, timeout_s)
-    return result
+    counts = dataflow.job_counts(result.job_id, settings)
+    get_run_logger().info("%s: %d rows read, %d loaded, %d rejected (Dataflow job %s)", source, counts.rows_read,
+                          counts.rows_loaded, counts.rows_rejected, result.job_id)
+    return dataflow_result(result, counts)
+
+
+def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str, client: JobsClient | None = None) -> list[str]:
+    """Cancel the active Dataflow jobs of flow runs that have ended (Crashed, Cancelled, Failed,
+    Completed) on this Prefect server; return their ids.
+
+    The hooks below cancel a run's jobs when its process can run them, or its supervisor can (the
+    process worker and runner run the crash hook after a kill). On Kubernetes nothing runs a hook
+    for a pod that is OOM-killed or evicted: the observer only marks the run Crashed. Every run on
+    Dataflow therefore first sweeps such jobs, before launching its own. Jobs of runs this server
+    does not know (another environment in the same project) are left alone."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from ingestion.batch import dataflow
+
+    jobs = dataflow.jobs_for(settings, client)
+    cancelled: list[str] = []
+    with get_client(sync_client=True) as prefect:
+        for run_id, job_ids in dataflow.active_jobs_by_run(settings, jobs.client).items():
+            if run_id == current_run_id.lower():
+                continue
+            try:
+                state = prefect.read_flow_run(UUID(run_id)).state
+            except ObjectNotFound:
+                continue
+            if state is None or not state.is_final():
+                continue
+            get_run_logger().warning("cancelling Dataflow jobs %s of flow run %s, which ended %s",
+                                     job_ids, run_id, state.name)
+            for job_id in job_ids:
+                jobs.cancel_job(job_id)
+            cancelled += job_ids
+    return cancelled
 
 
 def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
     """Flow hook (cancelled or crashed run): cancel the Dataflow jobs this run launched, found by
-    their run_id label, since their watching tasks may not have had the chance to."""
+    their names, since their watching tasks may not have had the chance to."""
     from ingestion.batch import dataflow
 
     parameters = getattr(flow_run, "parameters", None) or {}

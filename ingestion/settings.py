@@ -44,9 +44,17 @@ class Settings(BaseSettings):
     bq_location: str = "EU"
 
     # Batch loads (ingestion/batch): their sources
-    # the studio's operational database (players, store_items): a libpq DSN or URI. Unset: those
-    # sources are read from their CSV extract files in the exports folder instead.
+    # the studio's operational database (players, store_items) for in-process loads (local
+    # target): a libpq DSN or URI. Unset: those sources are read from their CSV extract files in
+    # the exports folder instead. Never sent to Dataflow.
     postgres_dsn: str | None = None
+    # the same database for Dataflow loads: a Cloud SQL for PostgreSQL instance, reached by the
+    # workers through the Cloud SQL Python Connector with IAM database authentication as
+    # cloudsql_user (default: the workers' service account), so no password exists anywhere
+    cloudsql_instance: str | None = None  # project:region:instance
+    cloudsql_database: str | None = None
+    cloudsql_user: str | None = None
+    cloudsql_ip_type: Literal["private", "public", "psc"] = "private"
     postgres_schema: str = "public"
     # key ranges each database table is split into, read in parallel
     read_ranges: int = Field(default=4, ge=1, le=256)

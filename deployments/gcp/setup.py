@@ -76,6 +76,10 @@ class Target:
     cluster: str = "game-analytics"
     source: Path = build.DEFAULT_OUT
     dataflow_secrets: tuple[str, ...] = field(default=())  # Secret Manager secrets the workers may read
+    # the studio's operational database (players, store_items): a Cloud SQL for PostgreSQL
+    # instance "project:region:instance" and its database, reached with IAM database authentication
+    cloudsql_instance: str | None = None  # default: PROJECT:REGION:studio
+    cloudsql_database: str = "studio"
 
     @classmethod
     def example(cls) -> Target:
@@ -135,6 +139,8 @@ class Target:
             "GA_DATAFLOW_SDK_IMAGE": self.dataflow_image,
             "GA_DATAFLOW_TEMP_LOCATION": f"gs://{self.dataflow_bucket}/tmp",
             "GA_DATAFLOW_SERVICE_ACCOUNT": self.dataflow_account,
+            "GA_CLOUDSQL_INSTANCE": self.cloudsql_instance or f"{self.project}:{self.region}:studio",
+            "GA_CLOUDSQL_DATABASE": self.cloudsql_database,
         }
 
 
@@ -372,10 +378,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster", default="game-analytics")
     p.add_argument("--dataflow-secret", action="append", default=[],
                    help="an existing Secret Manager secret the Dataflow workers may read (repeatable; none by default)")
+    p.add_argument("--cloudsql-instance", default=None,
+                   help="the operational database's Cloud SQL instance, project:region:instance (default PROJECT:REGION:studio)")
+    p.add_argument("--cloudsql-database", default=Target.cloudsql_database)
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
     target = Target(args.project, args.region, args.dataset_prefix, args.bq_location, args.cluster,
-                    dataflow_secrets=tuple(args.dataflow_secret))
+                    dataflow_secrets=tuple(args.dataflow_secret),
+                    cloudsql_instance=args.cloudsql_instance, cloudsql_database=args.cloudsql_database)
     deploy.run_steps(steps(target), lookups(target), args.dry_run)
     return 0
 

@@ -1,31 +1,36 @@
 """Dataflow through Google's client (``google-cloud-dataflow-client``): launching the batch load's
-Flex Template, reading a job's state, cancelling it. Pure request building around a thin layer of
-calls; the clients are injected, so orchestration code and tests choose them."""
+Flex Template (once per run, source and window), reading a job's state and row counts, cancelling
+it. Pure request building around a thin layer of calls; the clients are injected, so orchestration
+code and tests choose them."""
 from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
 from enum import Enum
 from typing import Any, Protocol
 
+from google.api_core.exceptions import Conflict
 from google.cloud.dataflow_v1beta3 import (
-    ListJobsRequest,
     FlexTemplateRuntimeEnvironment,
+    GetJobMetricsRequest,
     GetJobRequest,
     Job,
+    JobMetrics,
     JobState,
     JobView,
     LaunchFlexTemplateParameter,
     LaunchFlexTemplateRequest,
+    ListJobsRequest,
     UpdateJobRequest,
 )
 
 from ingestion.settings import Settings
 
-JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$")
+# Job.name in google.cloud.dataflow_v1beta3: "must match [a-z]([-a-z0-9]{0,1022}[a-z0-9])?"
+JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,1022}[a-z0-9])?$")
 LABEL_VALUE_MAX = 63
 APP_LABEL = "game-analytics"
 
@@ -63,6 +68,10 @@ OUTCOMES: Mapping[JobState, Outcome] = {
 }
 
 
+# active, but already told to stop: never adopted, never cancelled again
+GOING_AWAY: frozenset[JobState] = frozenset({JobState.JOB_STATE_CANCELLING, JobState.JOB_STATE_DRAINING})
+
+
 def outcome(state: JobState | int) -> Outcome:
     """The outcome of any job state; a state this client does not know yet counts as running."""
     try:
@@ -75,11 +84,26 @@ def console_url(project: str, region: str, job_id: str) -> str:
     return f"https://console.cloud.google.com/dataflow/jobs/{region}/{job_id}?project={project}"
 
 
-def job_name(source: str, now: datetime, suffix: str | None = None) -> str:
-    """``ga-<source>-<UTC yyyymmdd-hhmmss>-<8 hex>``: unique, and valid for Dataflow."""
-    tag = suffix or uuid.uuid4().hex[:8]
-    stamp = now.astimezone(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    name = f"ga-{re.sub(r'[^a-z0-9]+', '-', source.lower())}-{stamp}-{tag}"
+def name_part(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def run_prefix(run_id: str) -> str:
+    """The start of the name of every job launched for the orchestration run ``run_id``. Job
+    summaries (all that ``list_jobs`` returns) carry names but no labels, so the run's jobs are
+    found by this prefix."""
+    part = name_part(run_id)
+    if not part:
+        raise ValueError(f"run id {run_id!r} has no letter or digit to name a job with")
+    return f"ga-{part}-"
+
+
+def job_name(source: str, start: date, end: date, run_id: str | None = None) -> str:
+    """``ga-<run id>-<source>-<start yyyymmdd>-<end yyyymmdd>``: the same name for every launch of
+    one run's load of one window, so a retried launch finds the job an earlier attempt started.
+    Without a run id (an ad-hoc launch) the run part is random: such launches are not deduplicated."""
+    prefix = run_prefix(run_id) if run_id else f"ga-adhoc-{uuid.uuid4().hex[:12]}-"
+    name = f"{prefix}{name_part(source)}-{start:%Y%m%d}-{end:%Y%m%d}"
     if not JOB_NAME.match(name):
         raise ValueError(f"job name {name!r} is not a valid Dataflow job name")
     return name
@@ -110,16 +134,21 @@ class FlexLaunch:
     temp_location: str | None = None
     service_account: str | None = None
     max_workers: int | None = None
-    sdk_container_image: str | None = None
+    sdk_container_image: str = ""
 
 
 def launch_request(launch: FlexLaunch) -> LaunchFlexTemplateRequest:
+    # Without the project's image the workers would run Beam's stock SDK image, which lacks the
+    # ``ingestion`` package and its libraries: every bundle would fail on the workers.
+    if not launch.sdk_container_image:
+        raise ValueError(f"Dataflow job {launch.job_name!r} needs the batch load's SDK container image "
+                         "(GA_DATAFLOW_SDK_IMAGE, the image the Flex Template was built from)")
     environment = FlexTemplateRuntimeEnvironment(
         temp_location=launch.temp_location or "",
         service_account_email=launch.service_account or "",
         max_workers=launch.max_workers or 0,
         additional_user_labels=dict(launch.labels),
-        sdk_container_image=launch.sdk_container_image or "",
+        sdk_container_image=launch.sdk_container_image,
     )
     return LaunchFlexTemplateRequest(
         project_id=launch.project,
@@ -142,6 +171,12 @@ class JobsClient(Protocol):
 
     def update_job(self, request: UpdateJobRequest) -> Job: ...
 
+    def list_jobs(self, request: ListJobsRequest) -> Iterable[Job]: ...
+
+
+class MetricsClient(Protocol):
+    def get_job_metrics(self, request: GetJobMetricsRequest) -> JobMetrics: ...
+
 
 def launch_flex_template(client: TemplatesClient, launch: FlexLaunch) -> str:
     """Launch the template; returns the new job's id without waiting for the job."""
@@ -151,6 +186,37 @@ def launch_flex_template(client: TemplatesClient, launch: FlexLaunch) -> str:
         raise RuntimeError(f"Dataflow accepted job {launch.job_name!r} in {launch.project}/{launch.region} "
                            "but returned no job id")
     return str(job_id)
+
+
+def launch_once(templates: TemplatesClient, jobs: DataflowJobs, launch: FlexLaunch) -> str:
+    """The id of the job running this load (``launch.job_name``: one name per run, source and
+    window), launching it only when no such job is active.
+
+    A launch whose response was lost (a timeout, a 503 after the job was created) is retried with
+    the same name: the lookup finds the job the first attempt started. Dataflow refuses a second
+    active job of one name with ALREADY_EXISTS (409, :class:`Conflict`) when the lookup missed it
+    (a job listed a moment late): that job is adopted as well. A job being cancelled or drained
+    (its watcher gave up on it) is not adopted, and it still holds its name: the new job is named
+    ``<name>-2`` (``-3``, ...)."""
+    def same_load() -> list[Job]:
+        return [job for job in jobs.active_jobs()
+                if job.name == launch.job_name or job.name.startswith(f"{launch.job_name}-")]
+
+    def running(found: list[Job]) -> str | None:
+        return next((str(job.id) for job in found if job.current_state not in GOING_AWAY), None)
+
+    found = same_load()
+    if (job_id := running(found)) is not None:
+        return job_id
+    taken = {job.name for job in found}
+    names = [launch.job_name, *(f"{launch.job_name}-{n}" for n in range(2, len(taken) + 2))]
+    name = next(name for name in names if name not in taken)
+    try:
+        return launch_flex_template(templates, replace(launch, job_name=name))
+    except Conflict:
+        if (job_id := running(same_load())) is None:
+            raise
+        return job_id
 
 
 @dataclass(frozen=True)
@@ -170,6 +236,13 @@ class DataflowJobs:
 
     def get_outcome(self, job_id: str) -> Outcome:
         return outcome(self.get_job_state(job_id))
+
+    def active_jobs(self) -> list[Job]:
+        """Summaries of the active jobs. A summary carries the job's id, name and state, never its
+        labels (``ListJobsRequest.view`` is deprecated: "ListJobs always returns summaries")."""
+        request = ListJobsRequest(project_id=self.project, location=self.region,
+                                  filter=ListJobsRequest.Filter.ACTIVE)
+        return list(self.client.list_jobs(request=request))
 
     def cancel_job(self, job_id: str) -> None:
         self.client.update_job(
@@ -200,16 +273,84 @@ def get_job_state(job_id: str, settings: Settings, client: JobsClient | None = N
     return jobs_for(settings, client).get_job_state(job_id)
 
 
-def cancel_run_jobs(run_id: str, settings: Settings, client: Any | None = None) -> list[str]:
-    """Cancel every active job launched for ``run_id`` (found by its label); return their ids.
+RUN_JOB = re.compile(r"^ga-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
+
+
+def active_jobs_by_run(settings: Settings, client: JobsClient | None = None) -> dict[str, list[str]]:
+    """The active jobs launched for orchestration runs (named after a run id), by run id; jobs
+    already being cancelled are left out."""
+    by_run: dict[str, list[str]] = {}
+    for job in jobs_for(settings, client).active_jobs():
+        match = RUN_JOB.match(job.name)
+        if match and job.current_state not in GOING_AWAY:
+            by_run.setdefault(match.group(1), []).append(str(job.id))
+    return by_run
+
+
+def cancel_run_jobs(run_id: str, settings: Settings, client: JobsClient | None = None) -> list[str]:
+    """Cancel every active job launched for ``run_id`` (found by its name prefix); return their ids.
     Used when the whole orchestration run is cancelled or crashes, so no job outlives it."""
     jobs = jobs_for(settings, client)
-    request = ListJobsRequest(project_id=jobs.project, location=jobs.region, filter=ListJobsRequest.Filter.ACTIVE)
-    mine = [job.id for job in jobs.client.list_jobs(request=request)
-            if job.labels.get("run_id") == label_value(run_id)]
+    prefix = run_prefix(run_id)
+    mine = [str(job.id) for job in jobs.active_jobs()
+            if job.name.startswith(prefix) and job.current_state not in GOING_AWAY]
     for job_id in mine:
         jobs.cancel_job(job_id)
     return mine
+
+
+COUNTER_NAMESPACE = "ga_batch"  # the batch pipeline's Beam counters
+REJECTED_PREFIX = "rejected."  # rejected.<kind>: rows rejected for that kind of reason
+
+
+@dataclass(frozen=True)
+class JobCounts:
+    """A finished load's row counts, from its Beam counters."""
+
+    rows_read: int
+    rows_loaded: int
+    rows_rejected: int
+    rejection_reasons: dict[str, int]
+
+
+def counts_from_metrics(job_id: str, metrics: JobMetrics) -> JobCounts:
+    """The job's committed ``ga_batch`` counters, summed over the steps that report them.
+
+    Dataflow reports a Beam counter as MetricUpdates of origin ``user`` with the context
+    ``{namespace, step}``, once committed and once more with ``tentative: "true"`` (including the
+    attempts of retried bundles); only committed values count rows exactly once. A counter never
+    incremented is not reported: it is zero (an empty source reads no row). A job that reports no
+    metric at all has not reported yet, which is an error rather than zero rows."""
+    if not metrics.metrics:
+        raise RuntimeError(f"Dataflow job {job_id} reported no metrics; its row counts are unknown")
+    totals: dict[str, int] = {}
+    for update in metrics.metrics:
+        name = update.name
+        if (name.origin != "user" or name.context.get("namespace") != COUNTER_NAMESPACE
+                or name.context.get("tentative") == "true"):
+            continue
+        totals[name.name] = totals.get(name.name, 0) + int(update.scalar or 0)
+    return JobCounts(
+        rows_read=totals.get("rows_read", 0),
+        rows_loaded=totals.get("rows_loaded", 0),
+        rows_rejected=totals.get("rows_rejected", 0),
+        rejection_reasons={name.removeprefix(REJECTED_PREFIX): count for name, count in sorted(totals.items())
+                           if name.startswith(REJECTED_PREFIX) and count},
+    )
+
+
+def job_counts(job_id: str, settings: Settings, client: MetricsClient | None = None) -> JobCounts:
+    """The row counts of a finished job, read with ``MetricsV1Beta3Client.get_job_metrics``."""
+    if not settings.gcp_project:
+        raise ValueError("Dataflow jobs need GA_GCP_PROJECT")
+    if client is None:
+        from google.cloud.dataflow_v1beta3 import MetricsV1Beta3Client
+
+        client = MetricsV1Beta3Client()
+    metrics = client.get_job_metrics(
+        request=GetJobMetricsRequest(project_id=settings.gcp_project, location=settings.gcp_region, job_id=job_id)
+    )
+    return counts_from_metrics(job_id, metrics)
 
 
 def cancel_job(job_id: str, settings: Settings, client: JobsClient | None = None) -> None:

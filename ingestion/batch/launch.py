@@ -6,23 +6,36 @@
   when done, with the row counts;
 - ``bigquery``: on Dataflow, by launching the batch load's Flex Template; returns as soon as the
   job is accepted, with its job id (follow it with :class:`ingestion.batch.dataflow.DataflowJobs`).
+  A launch for a run, source and window that already has an active job returns that job.
 
-``players`` and ``store_items`` are read from the operational database when ``GA_POSTGRES_DSN`` is
-set, from their CSV extracts otherwise; ``fx_rates`` from its daily export files.
+``players`` and ``store_items`` are read from the operational database (locally ``GA_POSTGRES_DSN``;
+on Dataflow the Cloud SQL instance ``GA_CLOUDSQL_INSTANCE``, with IAM authentication) when set,
+from their CSV extracts otherwise; ``fx_rates`` from its daily export files.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner
 
-from ingestion.batch.dataflow import FlexLaunch, TemplatesClient, default_templates_client, job_labels, job_name
-from ingestion.batch.dataflow import launch_flex_template
+from ingestion.batch.dataflow import (
+    FlexLaunch,
+    JobCounts,
+    JobsClient,
+    TemplatesClient,
+    default_templates_client,
+    job_labels,
+    job_name,
+    jobs_for,
+    launch_once,
+)
 from ingestion.batch.load import LoadResult, run_to_landing
 from ingestion.batch.options import LoadSpec
 from ingestion.batch.pipeline import DatabaseRead
+from ingestion.batch.postgres import CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
 from ingestion.settings import Settings
 
@@ -31,7 +44,17 @@ SOURCES: tuple[str, ...] = tuple(BATCH_SOURCES)  # players, store_items, fx_rate
 LOCAL_RUNNER = "DirectRunner"
 DATAFLOW_RUNNER = "DataflowRunner"
 
-__all__ = ["SOURCES", "LoadResult", "launch", "run_local", "launch_dataflow", "local_runner", "local_options"]
+__all__ = ["SOURCES", "LoadResult", "DataflowLaunch", "launch", "run_local", "launch_dataflow", "local_runner",
+           "local_options"]
+
+
+@dataclass(frozen=True)
+class DataflowLaunch:
+    """A load handed to Dataflow: the job that runs it (follow it until it ends)."""
+
+    source: str
+    job_id: str
+    runner: str = "DataflowRunner"
 
 
 def local_runner() -> PipelineRunner:
@@ -90,15 +113,33 @@ def flex_parameters(source: str, start: date, end: date, settings: Settings) -> 
     }
     if settings.gcp_project:
         parameters["bigquery_project"] = settings.gcp_project
-    if batch_source.database is not None and settings.postgres_dsn:
-        parameters["postgres_dsn"] = settings.postgres_dsn
+    if batch_source.database is not None and settings.cloudsql_instance:
+        # the workers authenticate as themselves (IAM): only names travel, never a credential
+        parameters.update(cloud_sql_parameters(settings))
         parameters["postgres_schema"] = settings.postgres_schema
+    elif batch_source.database is not None and settings.postgres_dsn:
+        raise ValueError(f"a Dataflow load of {source} reads the database through Cloud SQL with IAM "
+                         "authentication: set GA_CLOUDSQL_INSTANCE and GA_CLOUDSQL_DATABASE (GA_POSTGRES_DSN "
+                         "serves in-process loads only and is never sent to Dataflow)")
     elif settings.exports_url:
         parameters["exports_location"] = settings.exports_url
     else:
-        needs = "GA_EXPORTS_URL" if batch_source.database is None else "GA_POSTGRES_DSN or GA_EXPORTS_URL"
+        needs = "GA_EXPORTS_URL" if batch_source.database is None else "GA_CLOUDSQL_INSTANCE or GA_EXPORTS_URL"
         raise ValueError(f"a Dataflow load of {source} needs {needs}")
     return parameters
+
+
+def cloud_sql_parameters(settings: Settings) -> dict[str, str]:
+    """The Cloud SQL database the workers read, checked: the IAM user defaults to the workers'
+    service account, the identity the connector authenticates with on a worker."""
+    user = settings.cloudsql_user or settings.dataflow_service_account
+    if not user:
+        raise ValueError("GA_CLOUDSQL_INSTANCE needs GA_CLOUDSQL_USER or GA_DATAFLOW_SERVICE_ACCOUNT "
+                         "(the IAM database user is the workers' service account)")
+    database = CloudSql(settings.cloudsql_instance or "", settings.cloudsql_database or "", user,
+                        settings.cloudsql_ip_type)
+    return {"cloudsql_instance": database.instance, "cloudsql_database": database.database,
+            "cloudsql_user": database.user, "cloudsql_ip_type": database.ip_type}
 
 
 def check_export_files(source: str, start: date, end: date, exports_url: str | None) -> None:
@@ -117,21 +158,26 @@ def launch_dataflow(
     *,
     run_id: str | None = None,
     templates: TemplatesClient | None = None,
-    now: datetime | None = None,
-) -> LoadResult:
-    """Launch the load's Flex Template job and return at once with its job id."""
+    jobs: JobsClient | None = None,
+) -> DataflowLaunch:
+    """Launch the load's Flex Template job and return at once with its job id. The job is named
+    after the run, the source and the window: a retry of the launch returns the job that an
+    earlier attempt of the same run started, if still active, instead of starting another."""
     check_window(start, end)
     if not settings.gcp_project:
         raise ValueError("a Dataflow load needs GA_GCP_PROJECT")
     if not settings.dataflow_template_path:
         raise ValueError("a Dataflow load needs GA_DATAFLOW_TEMPLATE_PATH (gs://.../batch-load.json)")
+    if not settings.dataflow_sdk_image:
+        raise ValueError("a Dataflow load needs GA_DATAFLOW_SDK_IMAGE (the batch load's image, which the "
+                         "workers run; without it they run Beam's stock image, which lacks the pipeline)")
     parameters = flex_parameters(source, start, end, settings)
     check_export_files(source, start, end, parameters.get("exports_location"))
     request = FlexLaunch(
         project=settings.gcp_project,
         region=settings.gcp_region,
         template_path=settings.dataflow_template_path,
-        job_name=job_name(source, now or datetime.now(timezone.utc)),
+        job_name=job_name(source, start, end, run_id),
         parameters=parameters,
         labels=job_labels(source, run_id),
         temp_location=settings.dataflow_temp_location,
@@ -139,8 +185,14 @@ def launch_dataflow(
         max_workers=settings.dataflow_max_workers,
         sdk_container_image=settings.dataflow_sdk_image,
     )
-    job_id = launch_flex_template(templates or default_templates_client(), request)
-    return LoadResult(source, None, None, DATAFLOW_RUNNER, job_id)
+    job_id = launch_once(templates or default_templates_client(), jobs_for(settings, jobs), request)
+    return DataflowLaunch(source, job_id, DATAFLOW_RUNNER)
+
+
+def dataflow_result(launched: DataflowLaunch, counts: JobCounts) -> LoadResult:
+    """The result of a Dataflow load that ended DONE, with the counts its job reported."""
+    return LoadResult(source=launched.source, runner=launched.runner, job_id=launched.job_id,
+                      rows_loaded=counts.rows_loaded, rows_rejected=counts.rows_rejected)
 
 
 def launch(
@@ -151,9 +203,10 @@ def launch(
     *,
     run_id: str | None = None,
     templates: TemplatesClient | None = None,
-) -> LoadResult:
-    """Run the load locally (``settings.target == "local"``; returns when done) or launch it on
-    Dataflow (``"bigquery"``; returns with the job id, labelled with ``run_id``)."""
+    jobs: JobsClient | None = None,
+) -> LoadResult | DataflowLaunch:
+    """Run the load locally (``settings.target == "local"``; returns its result when done) or
+    launch it on Dataflow (``"bigquery"``; returns the job, named and labelled after ``run_id``)."""
     if settings.target == "local":
         return run_local(source, start, end, settings)
-    return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates)
+    return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates, jobs=jobs)

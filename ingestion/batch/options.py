@@ -10,6 +10,7 @@ from typing import Literal
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from ingestion.batch.pipeline import DatabaseRead
+from ingestion.batch.postgres import IP_TYPES, CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, BatchSource, check_window, get_source
 
 Sink = Literal["local", "bigquery"]
@@ -35,9 +36,16 @@ class BatchLoadOptions(PipelineOptions):
         parser.add_argument("--exports_location", default=None,
                             help="Folder or gs:// prefix holding the export files (fx_rates/, and the "
                                  "players/store_items extracts when no database is given).")
-        parser.add_argument("--postgres_dsn", default=None,
-                            help="libpq connection string of the operational database; players and "
-                                 "store_items are read from it when given.")
+        parser.add_argument("--cloudsql_instance", default=None,
+                            help="Connection name (project:region:instance) of the operational "
+                                 "database's Cloud SQL instance; players and store_items are read "
+                                 "from it when given, with IAM database authentication.")
+        parser.add_argument("--cloudsql_database", default=None,
+                            help="The database on the Cloud SQL instance.")
+        parser.add_argument("--cloudsql_user", default=None,
+                            help="The IAM database user: the workers' service account email.")
+        parser.add_argument("--cloudsql_ip_type", default="private", choices=IP_TYPES,
+                            help="How the workers reach the instance: private, public or psc.")
         parser.add_argument("--postgres_schema", default="public",
                             help="Schema of the operational tables.")
         parser.add_argument("--read_ranges", type=int, default=DEFAULT_READ_RANGES,
@@ -110,10 +118,13 @@ def load_spec(options: PipelineOptions) -> LoadSpec:
     if load.read_ranges < 1:
         raise ValueError(f"--read_ranges must be at least 1, got {load.read_ranges}")
     database = None
-    if load.postgres_dsn and source.database is not None:
-        database = DatabaseRead(load.postgres_dsn, load.postgres_schema, load.read_ranges)
+    if load.cloudsql_instance and source.database is not None:
+        if not load.cloudsql_database or not load.cloudsql_user:
+            raise ValueError("--cloudsql_instance needs --cloudsql_database and --cloudsql_user")
+        cloud_sql = CloudSql(load.cloudsql_instance, load.cloudsql_database, load.cloudsql_user, load.cloudsql_ip_type)
+        database = DatabaseRead(cloud_sql.target(), load.postgres_schema, load.read_ranges)
     elif not load.exports_location:
-        needs = "--exports_location" if source.database is None else "--postgres_dsn or --exports_location"
+        needs = "--exports_location" if source.database is None else "--cloudsql_instance or --exports_location"
         raise ValueError(f"source {source.name} needs {needs}")
     if load.sink == "bigquery" and not load.bigquery_dataset:
         raise ValueError("--sink bigquery needs --bigquery_dataset")

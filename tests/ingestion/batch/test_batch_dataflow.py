@@ -3,16 +3,22 @@ request objects it receives; nothing leaves the machine."""
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from datetime import date
 from pathlib import Path
 
 import pytest
+from google.api_core.exceptions import AlreadyExists, DeadlineExceeded
 from google.cloud.dataflow_v1beta3 import (
+    GetJobMetricsRequest,
     GetJobRequest,
     Job,
+    JobMetrics,
     JobState,
     LaunchFlexTemplateRequest,
     LaunchFlexTemplateResponse,
+    ListJobsRequest,
+    MetricStructuredName,
+    MetricUpdate,
     UpdateJobRequest,
 )
 
@@ -20,13 +26,16 @@ from ingestion.batch.dataflow import (
     JOB_NAME,
     OUTCOMES,
     DataflowJobs,
+    JobCounts,
     Outcome,
+    cancel_run_jobs,
     console_url,
+    job_counts,
     job_name,
     label_value,
     outcome,
 )
-from ingestion.batch.launch import LoadResult, launch
+from ingestion.batch.launch import DataflowLaunch, launch
 from ingestion.batch.sources import SourceFileMissing
 from ingestion.settings import Settings
 
@@ -34,15 +43,32 @@ TEMPLATE = "gs://studio-dataflow/templates/batch-load.json"
 
 
 class FakeDataflow:
-    """Google's FlexTemplatesServiceClient and JobsV1Beta3Client, as far as we call them."""
+    """Google's FlexTemplatesServiceClient and JobsV1Beta3Client, as far as we call them. Like the
+    service, ``list_jobs`` returns job summaries: id, name and state, never labels."""
 
-    def __init__(self, state: JobState = JobState.JOB_STATE_RUNNING) -> None:
+    def __init__(self, state: JobState = JobState.JOB_STATE_RUNNING, lost_responses: int = 0) -> None:
         self.requests: list[object] = []
         self.state = state
+        self.jobs: list[Job] = []  # every job the service holds, with its labels
+        self.lost_responses = lost_responses
 
     def launch_flex_template(self, request: LaunchFlexTemplateRequest) -> LaunchFlexTemplateResponse:
         self.requests.append(request)
-        return LaunchFlexTemplateResponse(job=Job(id="2024-01-06_03_00_00-123456789", name=request.launch_parameter.job_name))
+        name = request.launch_parameter.job_name
+        if any(job.name == name and outcome(job.current_state) == Outcome.RUNNING for job in self.jobs):
+            raise AlreadyExists(f"There is already an active job named {name}")
+        job = Job(id=f"2024-01-06_03_00_00-12345678{len(self.jobs)}", name=name, current_state=self.state,
+                  labels=request.launch_parameter.environment.additional_user_labels)
+        self.jobs.append(job)
+        if self.lost_responses:  # the job was created, the caller never hears of it
+            self.lost_responses -= 1
+            raise DeadlineExceeded("deadline exceeded")
+        return LaunchFlexTemplateResponse(job=job)
+
+    def list_jobs(self, request: ListJobsRequest) -> list[Job]:
+        self.requests.append(request)
+        return [Job(id=job.id, name=job.name, current_state=job.current_state) for job in self.jobs
+                if request.filter != ListJobsRequest.Filter.ACTIVE or outcome(job.current_state) == Outcome.RUNNING]
 
     def get_job(self, request: GetJobRequest) -> Job:
         self.requests.append(request)
@@ -61,11 +87,12 @@ def production(tmp_path: Path) -> Settings:
         gcp_project="studio-analytics",
         gcp_region="europe-west1",
         bq_dataset_prefix="game_analytics",
-        postgres_dsn="host=10.1.2.3 dbname=studio user=ingest",
+        cloudsql_instance="studio-analytics:europe-west1:studio-db",
+        cloudsql_database="studio",
         dataflow_template_path=TEMPLATE,
         dataflow_sdk_image="europe-west1-docker.pkg.dev/studio-analytics/dataflow/batch-load:abc123",
         dataflow_temp_location="gs://studio-dataflow/tmp",
-        dataflow_service_account="ingest@studio-analytics.iam.gserviceaccount.com",
+        dataflow_service_account="ga-dataflow@studio-analytics.iam.gserviceaccount.com",
         dataflow_max_workers=6,
         read_ranges=16,
     )
@@ -75,14 +102,18 @@ def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_
     fake = FakeDataflow()
 
     result = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="9F1C-Run_01",
-                    templates=fake)
+                    templates=fake, jobs=fake)
 
-    assert result == LoadResult("players", None, None, "DataflowRunner", "2024-01-06_03_00_00-123456789")
-    [request] = fake.requests
+    name = "ga-9f1c-run-01-players-20240101-20240105"
+    assert result == DataflowLaunch("players", "2024-01-06_03_00_00-123456780", "DataflowRunner")
+    lookup, request = fake.requests
+    assert isinstance(lookup, ListJobsRequest)  # first: is this run's load of this window already running?
+    assert (lookup.project_id, lookup.location) == ("studio-analytics", "europe-west1")
+    assert lookup.filter == ListJobsRequest.Filter.ACTIVE
     assert isinstance(request, LaunchFlexTemplateRequest)
     assert (request.project_id, request.location) == ("studio-analytics", "europe-west1")
     parameter = request.launch_parameter
-    assert JOB_NAME.match(parameter.job_name) and parameter.job_name.startswith("ga-players-")
+    assert JOB_NAME.match(parameter.job_name) and parameter.job_name == name
     assert parameter.container_spec_gcs_path == TEMPLATE
     assert dict(parameter.parameters) == {
         "source": "players",
@@ -91,7 +122,10 @@ def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_
         "sink": "bigquery",
         "bigquery_project": "studio-analytics",
         "bigquery_dataset": "game_analytics_bronze",
-        "postgres_dsn": "host=10.1.2.3 dbname=studio user=ingest",
+        "cloudsql_instance": "studio-analytics:europe-west1:studio-db",
+        "cloudsql_database": "studio",
+        "cloudsql_user": "ga-dataflow@studio-analytics.iam.gserviceaccount.com",
+        "cloudsql_ip_type": "private",
         "postgres_schema": "public",
         "read_ranges": "16",
     }
@@ -99,16 +133,22 @@ def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_
     assert dict(environment.additional_user_labels) == {"app": "game-analytics", "source": "players",
                                                         "run_id": "9f1c-run_01"}
     assert environment.temp_location == "gs://studio-dataflow/tmp"
-    assert environment.service_account_email == "ingest@studio-analytics.iam.gserviceaccount.com"
+    assert environment.service_account_email == "ga-dataflow@studio-analytics.iam.gserviceaccount.com"
     assert environment.max_workers == 6
     assert environment.sdk_container_image == production.dataflow_sdk_image
 
 
-def test_job_names_are_unique_and_valid():
-    now = datetime(2024, 1, 6, 3, 0, 5, tzinfo=timezone.utc)
-    names = {job_name("store_items", now) for _ in range(50)}
-    assert len(names) == 50
-    assert all(JOB_NAME.match(name) and name.startswith("ga-store-items-20240106-030005-") for name in names)
+def test_job_names_are_one_per_run_source_and_window_and_valid():
+    run = "0b8eff38-5c4e-4d0a-9a57-3f1f6c2b9e10"
+    name = job_name("store_items", date(2024, 1, 1), date(2024, 1, 6), run)
+    assert name == f"ga-{run}-store-items-20240101-20240106" and JOB_NAME.match(name)
+    assert job_name("store_items", date(2024, 1, 1), date(2024, 1, 6), run) == name  # a retry: the same job
+    others = {job_name("players", date(2024, 1, 1), date(2024, 1, 6), run),
+              job_name("store_items", date(2024, 1, 2), date(2024, 1, 6), run),
+              job_name("store_items", date(2024, 1, 1), date(2024, 1, 6), "1" + run[1:])}
+    assert name not in others and len(others) == 3
+    adhoc = {job_name("fx_rates", date(2024, 1, 1), date(2024, 1, 1)) for _ in range(20)}
+    assert len(adhoc) == 20 and all(JOB_NAME.match(n) and n.startswith("ga-adhoc-") for n in adhoc)
     assert label_value("Run/ID 7" + "x" * 80) == "run-id-7" + "x" * 55
 
 
@@ -122,10 +162,10 @@ def test_fx_rates_launch_reads_the_exports_bucket_and_checks_the_files_first(pro
     assert fake.requests == []
 
     (exports / "fx_rates").mkdir(parents=True)
-    launch("fx_rates", date(2024, 1, 1), date(2024, 1, 5), settings, templates=fake)
-    [request] = fake.requests
+    launch("fx_rates", date(2024, 1, 1), date(2024, 1, 5), settings, templates=fake, jobs=fake)
+    _, request = fake.requests
     assert request.launch_parameter.parameters["exports_location"] == str(exports)
-    assert "postgres_dsn" not in request.launch_parameter.parameters
+    assert not any(name.startswith("cloudsql") for name in request.launch_parameter.parameters)
 
 
 def test_launch_on_dataflow_names_missing_settings(production: Settings):
@@ -139,6 +179,145 @@ def test_launch_on_dataflow_names_missing_settings(production: Settings):
         launch("players", date(2024, 1, 1), date(2024, 1, 1), production.model_copy(update={"gcp_project": None}),
                templates=fake)
     assert fake.requests == []
+
+
+def test_launch_refuses_to_run_without_the_sdk_image(production: Settings):
+    """Without the image, Dataflow's workers would run Beam's stock image, which has neither the
+    pipeline's package nor its libraries: every load would fail on the workers."""
+    fake = FakeDataflow()
+    for image in (None, ""):
+        with pytest.raises(ValueError, match="GA_DATAFLOW_SDK_IMAGE"):
+            launch("players", date(2024, 1, 1), date(2024, 1, 1),
+                   production.model_copy(update={"dataflow_sdk_image": image}), templates=fake, jobs=fake)
+    assert fake.requests == []  # nothing launched, nothing looked up
+
+
+def test_a_retried_launch_whose_first_response_was_lost_finds_the_first_job(production: Settings):
+    fake = FakeDataflow(lost_responses=1)
+    window = ("players", date(2024, 1, 1), date(2024, 1, 5))
+    with pytest.raises(DeadlineExceeded):  # the job was created; the response never arrived
+        launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+
+    retried = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+
+    assert [job.id for job in fake.jobs] == [retried.job_id]  # one job, the first one
+    assert sum(isinstance(r, LaunchFlexTemplateRequest) for r in fake.requests) == 1
+
+
+def test_a_launch_refused_as_already_existing_adopts_the_active_job(production: Settings):
+    """The service refuses a second active job of the same name with ALREADY_EXISTS (409): when the
+    lookup before the launch missed the job (listed a moment late), the launch adopts it."""
+
+    class ListedLate(FakeDataflow):
+        def list_jobs(self, request: ListJobsRequest) -> list[Job]:
+            listed = super().list_jobs(request)
+            return [] if sum(isinstance(r, ListJobsRequest) for r in self.requests) == 2 else listed
+
+    fake = ListedLate()
+    first = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="run-7", templates=fake, jobs=fake)
+    second = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="run-7", templates=fake,
+                    jobs=fake)
+
+    assert second == first and len(fake.jobs) == 1
+    assert [type(r).__name__ for r in fake.requests] == [
+        "ListJobsRequest", "LaunchFlexTemplateRequest",  # the first launch
+        "ListJobsRequest", "LaunchFlexTemplateRequest", "ListJobsRequest",  # missed, 409, found
+    ]
+
+
+def test_a_retry_after_its_job_was_told_to_stop_launches_a_new_job_under_a_free_name(production: Settings):
+    """The watcher cancels its job when it gives up (a poll that failed, then a task retry): that
+    job is still active while it cancels, and holds its name, so the retry neither adopts it nor
+    collides with it."""
+    fake = FakeDataflow()
+    window = ("players", date(2024, 1, 1), date(2024, 1, 5))
+    first = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+    fake.jobs[0].current_state = JobState.JOB_STATE_CANCELLING
+
+    second = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+    fake.jobs[1].current_state = JobState.JOB_STATE_DRAINING
+    third = launch(*window, production, run_id="run-7", templates=fake, jobs=fake)
+
+    assert len({first.job_id, second.job_id, third.job_id}) == 3
+    base = "ga-run-7-players-20240101-20240105"
+    assert [job.name for job in fake.jobs] == [base, f"{base}-2", f"{base}-3"]
+
+
+def test_a_run_whose_job_ended_launches_again(production: Settings):
+    fake = FakeDataflow(state=JobState.JOB_STATE_FAILED)
+    first = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="run-7", templates=fake, jobs=fake)
+    second = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="run-7", templates=fake,
+                    jobs=fake)
+    assert first.job_id != second.job_id and len(fake.jobs) == 2
+
+
+def test_cancelling_a_runs_jobs_finds_them_by_name_in_job_summaries(production: Settings):
+    """``list_jobs`` returns summaries without labels; the run's jobs are found by their names."""
+    run = "0B8EFF38-5c4e-4d0a-9a57-3f1f6c2b9e10"
+    fake = FakeDataflow()
+    for source in ("players", "store_items"):
+        launch(source, date(2024, 1, 1), date(2024, 1, 5), production, run_id=run, templates=fake, jobs=fake)
+    launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="another-run", templates=fake, jobs=fake)
+    fake.jobs.append(Job(id="done", name=f"ga-{run.lower()}-fx-rates-20240101-20240105",
+                         current_state=JobState.JOB_STATE_DONE))
+    fake.requests.clear()
+
+    cancelled = cancel_run_jobs(run, production, client=fake)
+
+    mine = [job.id for job in fake.jobs[:2]]
+    assert cancelled == mine
+    listed, *updates = fake.requests
+    assert isinstance(listed, ListJobsRequest) and listed.filter == ListJobsRequest.Filter.ACTIVE
+    assert (listed.project_id, listed.location) == ("studio-analytics", "europe-west1")
+    assert [(u.job_id, u.job.requested_state) for u in updates] == [(j, JobState.JOB_STATE_CANCELLED) for j in mine]
+    assert all(isinstance(u, UpdateJobRequest) for u in updates)
+
+
+def counter(name: str, value: int, step: str, tentative: bool = False, namespace: str = "ga_batch",
+            origin: str = "user") -> MetricUpdate:
+    context = {"namespace": namespace, "step": step}
+    if tentative:
+        context["tentative"] = "true"
+    return MetricUpdate(name=MetricStructuredName(origin=origin, name=name, context=context), scalar=value,
+                        cumulative=True)
+
+
+class FakeMetrics:
+    def __init__(self, metrics: JobMetrics) -> None:
+        self.metrics = metrics
+        self.requests: list[GetJobMetricsRequest] = []
+
+    def get_job_metrics(self, request: GetJobMetricsRequest) -> JobMetrics:
+        assert isinstance(request, GetJobMetricsRequest)
+        self.requests.append(request)
+        return self.metrics
+
+
+def test_a_finished_jobs_row_counts_are_its_committed_ga_batch_counters(production: Settings):
+    metrics = JobMetrics(metrics=[
+        counter("rows_read", 1000, "s1"), counter("rows_read", 1003, "s1", tentative=True),  # a retried bundle
+        counter("rows_loaded", 600, "s3"), counter("rows_loaded", 370, "s4"),  # summed over steps
+        counter("rows_rejected", 30, "s3"),
+        counter("rejected.invalid_value", 20, "s3"), counter("rejected.duplicate_key", 10, "s3"),
+        counter("rejected.missing_value", 0, "s3"),
+        counter("rows_read", 5, "s9", namespace="another"),  # another namespace
+        counter("ElementCount", 1000, "s1", origin="dataflow/v1b3"),  # a system metric
+    ])
+    fake = FakeMetrics(metrics)
+
+    counts = job_counts("job-9", production, client=fake)
+
+    assert counts == JobCounts(rows_read=1000, rows_loaded=970, rows_rejected=30,
+                               rejection_reasons={"duplicate_key": 10, "invalid_value": 20})
+    [request] = fake.requests
+    assert (request.project_id, request.location, request.job_id) == ("studio-analytics", "europe-west1", "job-9")
+
+
+def test_counters_never_incremented_are_zero_but_no_metrics_at_all_is_an_error(production: Settings):
+    system_only = JobMetrics(metrics=[counter("ElementCount", 0, "s1", origin="dataflow/v1b3")])
+    assert job_counts("job-1", production, client=FakeMetrics(system_only)) == JobCounts(0, 0, 0, {})
+    with pytest.raises(RuntimeError, match="job-2 reported no metrics"):
+        job_counts("job-2", production, client=FakeMetrics(JobMetrics()))
 
 
 def test_get_job_state_and_cancel_send_the_real_requests():

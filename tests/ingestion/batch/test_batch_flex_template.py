@@ -53,8 +53,9 @@ def test_launch_parameters_are_template_parameters_and_pass_their_regexes():
     metadata = json.loads((DATAFLOW / "metadata.json").read_text())
     regexes = {p["name"]: p.get("regexes", []) for p in metadata["parameters"]}
     for source, settings in (
-        ("players", Settings(gcp_project="studio-analytics", target="bigquery",
-                             postgres_dsn="host=10.1.2.3 dbname=studio user=ingest")),
+        ("players", Settings(gcp_project="studio-analytics", target="bigquery", cloudsql_database="studio",
+                             cloudsql_instance="studio-analytics:europe-west1:studio-db",
+                             dataflow_service_account="ga-dataflow@studio-analytics.iam.gserviceaccount.com")),
         ("fx_rates", Settings(gcp_project="studio-analytics", target="bigquery",
                               exports_url="gs://studio-exports/daily")),
     ):
@@ -92,7 +93,11 @@ def test_entry_point_runs_a_local_load(tmp_path: Path, write_export, settings: S
     ("argv", "message"),
     [
         (["--sink", "local"], "--source is required"),
-        (["--source", "players", "--sink", "local", "--landing_dir", "x"], "players needs --postgres_dsn or --exports_location"),
+        (["--source", "players", "--sink", "local", "--landing_dir", "x"], "players needs --cloudsql_instance or --exports_location"),
+        (["--source", "players", "--cloudsql_instance", "p:r:i", "--bigquery_dataset", "d"],
+         "--cloudsql_instance needs --cloudsql_database and --cloudsql_user"),
+        (["--source", "players", "--cloudsql_instance", "studio-db", "--cloudsql_database", "studio",
+          "--cloudsql_user", "u@p.iam"], "'studio-db' is not a connection name (project:region:instance)"),
         (["--source", "fx_rates", "--exports_location", "gs://b/e"], "--sink bigquery needs --bigquery_dataset"),
         (["--source", "fx_rates", "--start", "05/01/2024", "--exports_location", "x"], "--start '05/01/2024' is not a date"),
     ],
@@ -100,6 +105,51 @@ def test_entry_point_runs_a_local_load(tmp_path: Path, write_export, settings: S
 def test_options_name_what_is_wrong(argv: list[str], message: str):
     with pytest.raises(ValueError, match=re.escape(message)):
         load_spec(PipelineOptions(argv))
+
+
+CLOUD_SQL = ["--cloudsql_instance", "studio-analytics:europe-west1:studio-db", "--cloudsql_database", "studio",
+             "--cloudsql_user", "ga-dataflow@studio-analytics.iam.gserviceaccount.com"]
+SECRET = "s3cret-pa55"
+
+
+def test_no_password_or_dsn_in_the_launch_request_nor_the_beam_options():
+    """The operational database travels as names only (instance, database, IAM user): Dataflow
+    shows a job's options to anyone with dataflow.jobs.get and Beam logs them."""
+    from google.cloud.dataflow_v1beta3 import LaunchFlexTemplateRequest
+
+    from ingestion.batch.dataflow import FlexLaunch, launch_request
+
+    dsn = f"postgresql://ingest:{SECRET}@10.1.2.3:5432/studio?password={SECRET}"
+    settings = Settings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=dsn,
+                        cloudsql_instance="studio-analytics:europe-west1:studio-db", cloudsql_database="studio",
+                        dataflow_service_account="ga-dataflow@studio-analytics.iam.gserviceaccount.com")
+    parameters = flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), settings)
+    request = launch_request(FlexLaunch(project="studio-analytics", region="europe-west1",
+                                        template_path="gs://t/batch-load.json", job_name="ga-run-players",
+                                        parameters=parameters, sdk_container_image="europe-docker.pkg.dev/i:1"))
+    sent = LaunchFlexTemplateRequest.to_json(request)
+    for forbidden in (SECRET, "password", "postgresql://", "dsn", "10.1.2.3"):
+        assert forbidden not in sent.lower(), forbidden
+    assert {"cloudsql_instance", "cloudsql_database", "cloudsql_user"} <= set(request.launch_parameter.parameters)
+
+    # what the launcher hands Beam: one --name=value per template parameter
+    options = PipelineOptions([f"--{name}={value}" for name, value in parameters.items()])
+    shown = options.get_all_options(drop_default=True)
+    assert not [key for key in shown if "dsn" in key or "password" in key]
+    assert not [key for key, value in shown.items() if SECRET in str(value) or "postgresql://" in str(value)]
+    spec = load_spec(options)
+    assert spec.database is not None and SECRET not in repr(spec.database)
+    assert spec.database.dsn == ("cloudsql://studio-analytics:europe-west1:studio-db/studio"
+                                 "?user=ga-dataflow%40studio-analytics.iam.gserviceaccount.com&ip_type=private")
+
+
+def test_a_dataflow_load_never_sends_the_local_dsn():
+    settings = Settings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=f"host=h password={SECRET}")
+    with pytest.raises(ValueError, match="GA_CLOUDSQL_INSTANCE"):
+        flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), settings)
+    no_user = settings.model_copy(update={"cloudsql_instance": "p:r:i", "cloudsql_database": "studio"})
+    with pytest.raises(ValueError, match="GA_CLOUDSQL_USER or GA_DATAFLOW_SERVICE_ACCOUNT"):
+        flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), no_user)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,7 +178,7 @@ def bigquery_writes(argv: list[str]) -> dict[str, WriteToBigQuery]:
 
 
 def test_snapshot_sources_truncate_their_bigquery_table_with_file_loads():
-    writes = bigquery_writes(["--source", "players", "--postgres_dsn", "host=10.1.2.3 dbname=studio"])
+    writes = bigquery_writes(["--source", "players", *CLOUD_SQL])
 
     assert sorted(writes) == ["LoadBronze", "LoadRejected"]
     bronze, rejected = writes["LoadBronze"], writes["LoadRejected"]

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import date, datetime, timezone
 from decimal import Decimal
+from pathlib import Path
 
 import apache_beam as beam
 import psycopg
@@ -326,3 +327,252 @@ def test_without_a_database_players_come_from_the_csv_extract(settings: Settings
                  "p-1,g,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n")
     assert run_local("players", DAY, DAY, settings).rows_loaded == 1
     assert read_bronze("players")[0][-1] == str(settings.exports_dir / "players.csv")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cloud SQL: the connector with IAM database authentication
+
+
+def test_a_cloud_sql_target_connects_through_the_connector_with_iam_authentication(monkeypatch: pytest.MonkeyPatch):
+    """The real Connector, stopped at the Cloud SQL Admin API (the two calls it makes before any
+    connection: instance metadata and the ephemeral certificate, which carries the IAM login
+    token when IAM database authentication is asked for)."""
+    import aiohttp
+    import google.auth
+    from google.cloud.sql.connector import Connector
+    from google.cloud.sql.connector.client import CloudSQLClient
+    from google.oauth2.credentials import Credentials
+
+    from ingestion.batch import postgres
+
+    monkeypatch.setattr(google.auth, "default", lambda scopes=None, **_: (Credentials(token="t"), "studio-analytics"))
+    monkeypatch.setattr(postgres, "_connector", None)
+    admin_calls: list[tuple[str, ...]] = []
+    connects: list[tuple[tuple, dict]] = []
+
+    async def get_metadata(self, project: str, region: str, instance: str) -> dict:
+        admin_calls.append(("connectSettings", project, region, instance))
+        return {"ip_addresses": {"PRIVATE": "10.1.2.3"}, "server_ca_cert": "", "database_version": "POSTGRES_16"}
+
+    async def get_ephemeral(self, project: str, instance: str, pub_key: str, enable_iam_auth: bool = False):
+        admin_calls.append(("generateEphemeralCert", project, instance, f"iam={enable_iam_auth}"))
+        raise aiohttp.ClientResponseError(None, (), status=403, message="stopped at the Admin API boundary")
+
+    real_connect = Connector.connect
+
+    def connect(self: Connector, *args: object, **kwargs: object):
+        connects.append((args, dict(kwargs)))
+        return real_connect(self, *args, **kwargs)
+
+    monkeypatch.setattr(CloudSQLClient, "_get_metadata", get_metadata)
+    monkeypatch.setattr(CloudSQLClient, "_get_ephemeral", get_ephemeral)
+    monkeypatch.setattr(Connector, "connect", connect)
+    target = postgres.CloudSql("studio-analytics:europe-west1:studio-db", "studio",
+                               "ga-dataflow@studio-analytics.iam.gserviceaccount.com").target()
+    try:
+        with pytest.raises(DatabaseUnreachable, match=re.escape(
+                "PostgreSQL database 'studio' on Cloud SQL instance studio-analytics:europe-west1:studio-db as "
+                "ga-dataflow@studio-analytics.iam.gserviceaccount.com (IAM authentication)")):
+            postgres.connect(target)
+        connector = postgres._connector
+        assert isinstance(connector, Connector) and connector._enable_iam_auth
+    finally:
+        if postgres._connector is not None:
+            postgres._connector.close()
+
+    [(args, kwargs)] = connects
+    assert args == ("studio-analytics:europe-west1:studio-db", "psycopg")
+    assert kwargs["user"] == "ga-dataflow@studio-analytics.iam.gserviceaccount.com" and kwargs["db"] == "studio"
+    assert kwargs["enable_iam_auth"] is True and kwargs["ip_type"] == "private"
+    assert "password" not in kwargs
+    assert ("generateEphemeralCert", "studio-analytics", "studio-db", "iam=True") in admin_calls
+    assert ("connectSettings", "studio-analytics", "europe-west1", "studio-db") in admin_calls
+
+
+def test_cloud_sql_targets_name_their_database_without_a_dsn():
+    from ingestion.batch.postgres import CloudSql, describe_dsn
+
+    database = CloudSql("domain.com:studio:europe-west1:studio-db", "studio", "sa@p.iam", "psc")
+    assert CloudSql.parse(database.target()) == database
+    assert describe_dsn(database.target()) == "database 'studio' on Cloud SQL instance domain.com:studio:europe-west1:studio-db"
+    assert lineage(database.target(), "public", "players") == (
+        "cloudsql://domain.com:studio:europe-west1:studio-db/studio/public.players")
+    with pytest.raises(ValueError, match="IP type 'vpn'"):
+        CloudSql("p:r:i", "studio", "sa@p.iam", "vpn")  # type: ignore[arg-type]
+
+
+class CloudSqlInstance:
+    """A Cloud SQL instance's server side, on loopback, around the local PostgreSQL: the Cloud SQL
+    Admin API's two answers (the instance's metadata with its server CA; an ephemeral client
+    certificate signed for the connector's key) and the instance's TLS endpoint on port 3307, which
+    requires that client certificate and forwards to PostgreSQL. Only the Admin API calls are
+    replaced; the connector's TLS, its psycopg proxy and psycopg run for real."""
+
+    def __init__(self, postgres_dsn: str) -> None:
+        import random
+        import socket
+        import ssl
+        import tempfile
+        import threading
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import rsa
+        from cryptography.x509.oid import NameOID
+        from psycopg.conninfo import conninfo_to_dict
+
+        self.x509, self.hashes, self.serialization, self.NameOID = x509, hashes, serialization, NameOID
+        self.ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.ca = self.certificate("Test Cloud SQL CA", self.ca_key.public_key(), ca=True)
+        server_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        server = self.certificate("studio-analytics:studio-db", server_key.public_key())
+        self.iam_requests: list[bool] = []
+        parts = conninfo_to_dict(postgres_dsn)
+        self.backend = (parts["host"], int(parts["port"]))
+        # an address of its own in 127/8, so that port 3307 is free whatever else runs here
+        self.ip = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.{random.randint(2, 254)}"
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.verify_mode = ssl.CERT_REQUIRED
+        with tempfile.TemporaryDirectory() as folder:
+            chain, key, ca = (Path(folder) / name for name in ("server.pem", "server.key", "ca.pem"))
+            chain.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+            key.write_bytes(server_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                     serialization.NoEncryption()))
+            ca.write_bytes(self.ca_pem.encode())
+            context.load_cert_chain(chain, key)
+            context.load_verify_locations(ca)
+        self.context = context
+        self.listener = socket.create_server((self.ip, 3307))
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def ca_pem(self) -> str:
+        return self.ca.public_bytes(self.serialization.Encoding.PEM).decode()
+
+    def certificate(self, name: str, public_key, ca: bool = False):
+        from datetime import timedelta
+
+        x509 = self.x509
+        subject = x509.Name([x509.NameAttribute(self.NameOID.COMMON_NAME, name)])
+        issuer = subject if ca else self.ca.subject
+        now = datetime.now(timezone.utc)
+        return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer).public_key(public_key)
+                .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(minutes=5))
+                .not_valid_after(now + timedelta(hours=1))
+                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+                .sign(self.ca_key, self.hashes.SHA256()))
+
+    # the Cloud SQL Admin API (CloudSQLClient's two requests)
+    async def get_metadata(self, client, project: str, region: str, instance: str) -> dict:
+        assert (project, region, instance) == ("studio-analytics", "europe-west1", "studio-db")
+        return {"ip_addresses": {"PRIVATE": [self.ip]}, "server_ca_cert": self.ca_pem,
+                "database_version": "POSTGRES_18"}
+
+    async def get_ephemeral(self, client, project: str, instance: str, pub_key: str, enable_iam_auth: bool = False):
+        self.iam_requests.append(enable_iam_auth)
+        key = self.serialization.load_pem_public_key(pub_key.encode())
+        cert = self.certificate("ga-dataflow@studio-analytics.iam", key)
+        return cert.public_bytes(self.serialization.Encoding.PEM).decode(), cert.not_valid_after_utc
+
+    # the instance's endpoint
+    def serve(self) -> None:
+        import socket
+        import threading
+
+        while not self.stop:
+            try:
+                raw, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                tls = self.context.wrap_socket(raw, server_side=True)
+            except OSError:
+                raw.close()
+                continue
+            backend = socket.create_connection(self.backend)
+            for source, target in ((tls, backend), (backend, tls)):
+                threading.Thread(target=self.pipe, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def pipe(source, target) -> None:
+        try:
+            while data := source.recv(65536):
+                target.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (source, target):
+                try:
+                    end.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.stop = True
+        self.listener.close()
+
+
+@pytest.fixture
+def cloud_sql(postgres_dsn: str, db_schema: str, monkeypatch: pytest.MonkeyPatch):
+    import google.auth
+    from google.cloud.sql.connector.client import CloudSQLClient
+    from google.oauth2.credentials import Credentials
+
+    from ingestion.batch import postgres
+
+    instance = CloudSqlInstance(postgres_dsn)
+    monkeypatch.setattr(google.auth, "default", lambda scopes=None, **_: (Credentials(token="t"), "studio-analytics"))
+    monkeypatch.setattr(CloudSQLClient, "_get_metadata", lambda client, *a: instance.get_metadata(client, *a))
+    monkeypatch.setattr(CloudSQLClient, "_get_ephemeral", lambda client, *a, **k: instance.get_ephemeral(client, *a, **k))
+    monkeypatch.setattr(postgres, "_connector", None)
+    iam_user = "ga-dataflow@studio-analytics.iam"  # the service account, as Cloud SQL names its database user
+    with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+        connection.execute(f'drop role if exists "{iam_user}"')
+        connection.execute(f'create role "{iam_user}" login')
+        connection.execute(f'grant usage on schema "{db_schema}" to "{iam_user}"')
+        connection.execute(f'alter default privileges in schema "{db_schema}" grant select on tables to "{iam_user}"')
+    try:
+        yield instance
+    finally:
+        if postgres._connector is not None:
+            postgres._connector.close()
+        instance.close()
+        with psycopg.connect(postgres_dsn, autocommit=True) as connection:
+            connection.execute(f'drop owned by "{iam_user}"')
+            connection.execute(f'drop role "{iam_user}"')
+
+
+def test_a_dataflow_load_reads_cloud_sql_through_the_connector_as_its_iam_user(
+    cloud_sql: CloudSqlInstance, postgres_dsn: str, db_schema: str, settings: Settings, read_bronze
+):
+    """The options a Flex Template job receives (names only), read by the same pipeline as the local
+    twin, through the real connector: TLS with an ephemeral certificate asked for with IAM
+    authentication, psycopg connected as the service account's database user."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from ingestion.batch.load import run_to_landing
+    from ingestion.batch.options import load_spec
+    from ingestion.batch.postgres import connect
+
+    rows = [player(f"p-{i}") for i in range(1, 8)]
+    load_operational(postgres_dsn, db_schema, rows)
+    options = PipelineOptions([
+        "--source", "players", "--cloudsql_instance", "studio-analytics:europe-west1:studio-db",
+        "--cloudsql_database", "studio", "--cloudsql_user", "ga-dataflow@studio-analytics.iam.gserviceaccount.com",
+        "--postgres_schema", db_schema, "--read_ranges", "3", "--sink", "local",
+        "--landing_dir", str(settings.landing_dir), "--loaded_at", "2024-01-06T03:00:00Z",
+    ])
+    spec = load_spec(options)
+    assert spec.database is not None
+
+    with connect(spec.database.dsn) as connection:
+        assert connection.execute("select current_user").fetchone() == ("ga-dataflow@studio-analytics.iam",)
+    result = run_to_landing(spec, local_runner(), options, "DirectRunner")
+
+    assert (result.rows_loaded, result.rows_rejected) == (7, 0)
+    label = "cloudsql://studio-analytics:europe-west1:studio-db/studio/" + f"{db_schema}.players"
+    assert sorted(row[0] for row in read_bronze("players")) == [f"p-{i}" for i in range(1, 8)]
+    assert {row[-1] for row in read_bronze("players")} == {label}
+    assert cloud_sql.iam_requests and all(cloud_sql.iam_requests)  # every certificate asked with IAM login
