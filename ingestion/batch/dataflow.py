@@ -143,8 +143,12 @@ def launch_request(launch: FlexLaunch) -> LaunchFlexTemplateRequest:
     if not launch.sdk_container_image:
         raise ValueError(f"Dataflow job {launch.job_name!r} needs the batch load's SDK container image "
                          "(GA_DATAFLOW_SDK_IMAGE, the image the Flex Template was built from)")
+    # staging next to the temp files: unset, Dataflow would create a default bucket of its own,
+    # outside the buckets the set-up creates and grants
+    staging = f"{launch.temp_location.rstrip('/').rsplit('/', 1)[0]}/staging" if launch.temp_location else ""
     environment = FlexTemplateRuntimeEnvironment(
         temp_location=launch.temp_location or "",
+        staging_location=staging,
         service_account_email=launch.service_account or "",
         max_workers=launch.max_workers or 0,
         additional_user_labels=dict(launch.labels),

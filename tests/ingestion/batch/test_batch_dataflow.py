@@ -133,6 +133,8 @@ def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_
     assert dict(environment.additional_user_labels) == {"app": "game-analytics", "source": "players",
                                                         "run_id": "9f1c-run_01"}
     assert environment.temp_location == "gs://studio-dataflow/tmp"
+    # staged in the set-up's bucket, never in a default bucket Dataflow would create itself
+    assert environment.staging_location == "gs://studio-dataflow/staging"
     assert environment.service_account_email == "ga-dataflow@studio-analytics.iam.gserviceaccount.com"
     assert environment.max_workers == 6
     assert environment.sdk_container_image == production.dataflow_sdk_image
