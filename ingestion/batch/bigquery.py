@@ -138,7 +138,7 @@ def clear_rows(client: bigquery.Client, table_id: str, destination: Destination)
 
 def empty_table(client: bigquery.Client, table_id: str, destination: Destination) -> None:
     """The load of a run without a row: no rows, with the destination's own (truncating) config."""
-    client.load_table_from_file(io.BytesIO(b""), table_id, job_config=destination.load).result()
+    client.load_table_from_file(io.BytesIO(b""), table_id, size=0, job_config=destination.load).result()
 
 
 def empty_when_no_row(rows: int, client: Callable[[], bigquery.Client], table_id: str, destination: Destination) -> None:

@@ -122,6 +122,7 @@ def test_an_empty_snapshot_empties_its_table_with_a_load_of_no_rows():
     empty_when_no_row(0, lambda: client, "studio-analytics.game_analytics_bronze.players", destination)
     [(name, (data, table_id), kwargs)] = client.calls
     assert (name, data.read(), table_id) == ("load_table_from_file", b"", "studio-analytics.game_analytics_bronze.players")
+    assert kwargs["size"] == 0  # a multipart upload: no resumable session for no bytes
     config = kwargs["job_config"]
     assert isinstance(config, bigquery.LoadJobConfig)
     assert config.write_disposition == bigquery.WriteDisposition.WRITE_TRUNCATE
