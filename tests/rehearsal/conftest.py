@@ -4,13 +4,15 @@ honour, and the production clients pointed at them."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from collections.abc import Mapping, Sequence
+from typing import Any, Iterator, NamedTuple
 
 import pytest
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery, storage
 
 from deployments.local.emulators import bigquery_emulator, emulators_unavailable_reason, gcs_emulator
+from ingestion.batch.bigquery import Destination, clear_rows, empty_when_no_row, json_row
 
 PROJECT = "ga-rehearsal"
 EXPORTS_BUCKET = "ga-rehearsal-exports"
@@ -60,3 +62,16 @@ def upload_folder(client: storage.Client, folder: Path, bucket: str, prefix: str
     for path in sorted(folder.rglob("*")):
         if path.is_file():
             target.blob(f"{prefix}/{path.relative_to(folder).as_posix()}").upload_from_filename(str(path))
+
+
+def write_as_the_sink(client: bigquery.Client, table_id: str, destination: Destination,
+                      rows: Sequence[Mapping[str, Any]]) -> None:
+    """One run's write of one bronze table as the Beam graph of ingestion/batch/bigquery.py does
+    it, with its own jobs and load configuration: the delete of what the run replaces (or, for a
+    whole table and no row, the load of no rows), then one load job of the run's rows."""
+    if destination.clear is not None:
+        clear_rows(client, table_id, destination)
+    else:
+        empty_when_no_row(len(rows), lambda: client, table_id, destination)
+    if rows:
+        client.load_table_from_json([json_row(row) for row in rows], table_id, job_config=destination.load).result()

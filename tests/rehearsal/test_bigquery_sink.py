@@ -13,16 +13,9 @@ from typing import Any
 import pytest
 from google.cloud import bigquery
 
-from ingestion.batch.bigquery import (
-    Destination,
-    bronze_destination,
-    clear_rows,
-    empty_when_no_row,
-    json_row,
-    rejected_destination,
-)
+from ingestion.batch.bigquery import Destination, bronze_destination, rejected_destination
 from ingestion.batch.sources import FX_RATES, PLAYERS, SourceFile, daily_bronze_file
-from tests.rehearsal.conftest import PROJECT, Emulators
+from tests.rehearsal.conftest import PROJECT, Emulators, write_as_the_sink
 
 DATASET = "sink_bronze"
 LOADED_AT = datetime(2024, 1, 9, 3, tzinfo=timezone.utc)
@@ -33,15 +26,7 @@ def fx_file(day: date) -> SourceFile:
 
 
 def run(client: bigquery.Client, destination: Destination, rows: Sequence[dict[str, Any]]) -> None:
-    """One run's write of one table, as the Beam graph does it: the delete of what it replaces
-    (or, for a whole table and no row, the load of no rows), then one load of its rows."""
-    table_id = f"{PROJECT}.{DATASET}.{destination.table}"
-    if destination.clear is not None:
-        clear_rows(client, table_id, destination)
-    else:
-        empty_when_no_row(len(rows), lambda: client, table_id, destination)
-    if rows:
-        client.load_table_from_json([json_row(r) for r in rows], table_id, job_config=destination.load).result()
+    write_as_the_sink(client, f"{PROJECT}.{DATASET}.{destination.table}", destination, rows)
 
 
 def select(client: bigquery.Client, sql: str) -> list[tuple[Any, ...]]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Sequence
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
@@ -28,7 +29,7 @@ import pytest
 from google.cloud import bigquery
 
 from deployments.streaming.deploy import SCHEMA_DIR
-from ingestion.batch.bigquery import batch_rows, bronze_destination, clear_rows, empty_table, rejected_destination
+from ingestion.batch.bigquery import bronze_destination, rejected_destination
 from ingestion.batch.launch import check_export_files, run_local
 from ingestion.batch.main import main as batch_main
 from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE, rejected_file
@@ -38,7 +39,14 @@ from ingestion.simulator import Simulation, SimulationConfig, simulate
 from ingestion.sinks import BigQuerySink, sink_from_settings
 from ingestion.streaming.handler import handle_message
 from tests.dbt import warehouse
-from tests.rehearsal.conftest import EXPORTS_BUCKET, PROJECT, Emulators, no_google_credentials, upload_folder
+from tests.rehearsal.conftest import (
+    EXPORTS_BUCKET,
+    PROJECT,
+    Emulators,
+    no_google_credentials,
+    upload_folder,
+    write_as_the_sink,
+)
 
 # small (two games, five days) with every fault frequent enough to be seen
 REHEARSAL = SimulationConfig(
@@ -91,35 +99,26 @@ def stream(messages: Sequence[Any]) -> tuple[int, int]:
 
 
 def landed(paths: Sequence[Path], schema: pa.Schema) -> list[dict[str, Any]]:
-    """The rows of some bronze Parquet files, as BigQuery's JSON load format takes them."""
+    """The rows of some bronze Parquet files."""
     tables = [pq.read_table(path, schema=schema) for path in paths if path.exists()]
-    return [row for table in tables for batch in table.to_batches() for row in batch_rows(batch)]
+    return [row for table in tables for row in table.to_pylist()]
 
 
 def load_batch_bronze(client: bigquery.Client, settings: Settings, source_name: str, files: Sequence[SourceFile]) -> None:
     """What the local Beam load of ``files`` produced (its bronze files, and its rejected rows),
-    written into the emulator's bronze as the BigQuery sink writes it: the same destinations, load
-    configurations and deletes, one load job per table."""
+    written into the emulator's bronze as the BigQuery sink writes it."""
     source = BATCH_SOURCES[source_name]
     bronze_files = sorted({file.bronze_file for file in files})
     valid = landed([settings.landing_dir / source_name / name for name in bronze_files], source.schema)
     rejected = landed([settings.landing_dir / REJECTED_TABLE / rejected_file(source, name) for name in bronze_files],
                       REJECTED_SCHEMA)
     for destination, rows in ((bronze_destination(source, files), valid), (rejected_destination(source, files), rejected)):
-        table_id = f"{PROJECT}.{BRONZE}.{destination.table}"
-        if destination.clear is not None:
-            clear_rows(client, table_id, destination)
-        if rows:
-            client.load_table_from_json(rows, table_id, job_config=destination.load).result()
-        elif destination.clear is None:
-            empty_table(client, table_id, destination)
+        write_as_the_sink(client, f"{PROJECT}.{BRONZE}.{destination.table}", destination, rows)
 
 
 def dbt_on_emulator(settings: Settings, emulators: Emulators, *args: str) -> dict[str, str]:
     """dbt on the bigquery adapter (profile output bigquery_emulator) against the emulator; raises
     with its log on failure; returns node -> status."""
-    import subprocess
-
     env = dict(os.environ, BIGQUERY_EMULATOR_HOST=emulators.bigquery_host, GA_GCP_PROJECT=PROJECT,
                GA_BQ_DATASET_PREFIX=PREFIX, GA_DATA_DIR=str(settings.data_dir))
     target = settings.data_dir / "dbt-target"
