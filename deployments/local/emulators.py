@@ -39,7 +39,10 @@ def _environment() -> dict[str, str]:
 def bigquery_emulator(home: Path, project: str, timeout_s: float = 90) -> Iterator[str]:
     """bqemulator (in memory) with the project's fixes (bqemulator_launch.py); yields its REST
     endpoint ``http://127.0.0.1:PORT``, the value of ``BIGQUERY_EMULATOR_HOST``."""
-    rest, grpc = free_port(), free_port()
+    rest = free_port()
+    grpc = free_port()
+    while grpc == rest:
+        grpc = free_port()
     cmd = [str(EMULATOR_PYTHON), str(BQEMULATOR_LAUNCH), "--rest-host", "127.0.0.1", "--rest-port", str(rest),
            "--grpc-host", "127.0.0.1", "--grpc-port", str(grpc), "--ephemeral", "--project", project,
            "--log-level", "warning"]
