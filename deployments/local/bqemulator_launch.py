@@ -1,12 +1,12 @@
-"""Start bqemulator (the BigQuery emulator of the production rehearsal) with the fixes the project's
-SQL needs. Run by the emulator's own virtualenv (`.venv-emulators`, deployments/local/
+"""Start bqemulator (the BigQuery emulator of the production rehearsal) with the fixes the project
+and its clients need. Run by the emulator's own virtualenv (`.venv-emulators`, deployments/local/
 emulators-requirements.txt), never imported by the project:
 
     .venv-emulators/bin/python deployments/local/bqemulator_launch.py --rest-port P --grpc-port Q
 
 Every fix below is applied in this process only, before the server starts, and is pinned to
 bqemulator 1.4.0 (with its sqlglot 30.11.0): on an upgrade, drop each fix the new version makes
-unnecessary (the rehearsal's mart comparison shows which are still needed).
+unnecessary (tests/rehearsal/test_emulator_fixes.py shows each one's effect).
 """
 from __future__ import annotations
 
