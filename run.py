@@ -4,8 +4,10 @@
     python3 run.py pipeline   # the whole local pipeline on its embedded defaults, then a KPI summary
     python3 run.py test       # the whole test suite (starts every service the tests need)
 
-Each one first makes sure `.venv` exists and matches requirements.txt (it is rebuilt when the
-file changes), then runs inside it. Extra arguments go to the job (`python3 run.py test -k dau`).
+Each one first makes sure `.venv` exists and matches requirements.txt, and `.venv-emulators` (the
+BigQuery and GCS emulators of the production rehearsal, kept apart because their pins clash with
+the project's) matches deployments/local/emulators-requirements.txt; each is rebuilt when its file
+changes. Then the job runs inside `.venv`. Extra arguments go to the job (`python3 run.py test -k dau`).
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 REQUIREMENTS = ROOT / "requirements.txt"
-STAMP = VENV / "requirements.sha256"
 PYTHON = VENV / "bin" / "python"
+EMULATOR_VENV = ROOT / ".venv-emulators"
+EMULATOR_REQUIREMENTS = ROOT / "deployments" / "local" / "emulators-requirements.txt"
 
 COMMANDS = {
     "pipeline": ["-m", "deployments.local.run_local"],
@@ -28,23 +31,34 @@ COMMANDS = {
 }
 
 
-def _digest() -> str:
-    return hashlib.sha256(REQUIREMENTS.read_bytes() + sys.version.encode()).hexdigest()
+def _digest(requirements: Path) -> str:
+    return hashlib.sha256(requirements.read_bytes() + sys.version.encode()).hexdigest()
+
+
+def _ensure(env: Path, requirements: Path) -> None:
+    """Create or refresh the virtualenv ``env`` when it is missing or ``requirements`` changed since
+    it was built."""
+    python = env / "bin" / "python"
+    stamp = env / "requirements.sha256"
+    if python.exists() and stamp.exists() and stamp.read_text().strip() == _digest(requirements):
+        return
+    if sys.version_info[:2] != (3, 11):
+        sys.exit(f"Python 3.11 is required to build {env.name} (this is {sys.version.split()[0]}).")
+    print(f"Setting up {env} from {requirements.name} (first run or requirements changed)...", flush=True)
+    venv.EnvBuilder(with_pip=True, clear=True).create(env)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(requirements)],
+        check=True,
+    )
+    stamp.write_text(_digest(requirements))
 
 
 def ensure_venv() -> None:
-    """Create or refresh .venv when it is missing or requirements.txt changed since it was built."""
-    if PYTHON.exists() and STAMP.exists() and STAMP.read_text().strip() == _digest():
-        return
-    if sys.version_info[:2] != (3, 11):
-        sys.exit(f"Python 3.11 is required to build .venv (this is {sys.version.split()[0]}).")
-    print(f"Setting up {VENV} from {REQUIREMENTS.name} (first run or requirements changed)...", flush=True)
-    venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    subprocess.run(
-        [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(REQUIREMENTS)],
-        check=True,
-    )
-    STAMP.write_text(_digest())
+    _ensure(VENV, REQUIREMENTS)
+
+
+def ensure_emulator_venv() -> None:
+    _ensure(EMULATOR_VENV, EMULATOR_REQUIREMENTS)
 
 
 def main(argv: list[str]) -> int:
@@ -52,6 +66,7 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 2
     ensure_venv()
+    ensure_emulator_venv()
     env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run([str(PYTHON), *COMMANDS[argv[0]], *argv[1:]], cwd=ROOT, env=env).returncode
 

@@ -68,7 +68,7 @@ def build_load(pipeline: beam.Pipeline, spec: LoadSpec, files: list[SourceFile],
     if not spec.bigquery_project or not spec.bigquery_dataset:
         raise ValueError("the bigquery sink needs a project and a dataset")
     write_bronze_to_bigquery(
-        spec.source, loaded.valid, loaded.rejected, REJECTED_SCHEMA,
+        spec.source, loaded.valid, loaded.rejected, files,
         spec.bigquery_project, spec.bigquery_dataset, spec.temp_location,
     )
 

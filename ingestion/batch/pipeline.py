@@ -13,8 +13,9 @@ Sinks (chosen by options):
     local:    stage one Parquet file per bronze file, and one of its rejected rows; the launcher
               moves them into the landing area once the whole pipeline has succeeded, so a failed
               run leaves bronze untouched
-    bigquery: batch file loads, WRITE_TRUNCATE into the snapshot table or the date partition
-              (``table$YYYYMMDD``), so a rerun replaces what the first run wrote
+    bigquery: batch file loads, one per table and run, replacing the snapshot table or the
+              export dates read (ingestion/batch/bigquery.py), so a rerun replaces what the first
+              run wrote
 
 Every row read ends up either in bronze or in the rejected output with its reason; none is dropped.
 """

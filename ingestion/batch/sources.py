@@ -113,16 +113,26 @@ class DailyFiles:
     def files(self, exports_dir: str | Path, start: date, end: date) -> list[SourceFile]:
         check_window(start, end)
         folder = FileSystems.join(str(exports_dir), self.folder)
-        if not FileSystems.exists(folder):
-            raise SourceFileMissing(f"export folder not found: {folder}")
         pattern = FileSystems.join(folder, f"{self.prefix}*.csv")
         [matched] = FileSystems.match([pattern])
+        if not matched.metadata_list and not folder_exists(folder):
+            raise SourceFileMissing(f"export folder not found: {folder}")
         found: list[SourceFile] = []
         for path in sorted(metadata.path for metadata in matched.metadata_list):
             day = export_date(path, self.prefix)
             if day is not None and start <= day <= end:
                 found.append(SourceFile(path, daily_bronze_file(day), export_date=day))
         return found
+
+
+def folder_exists(folder: str) -> bool:
+    """A local folder exists as such; a bucket has no folder objects (``FileSystems.exists`` on
+    ``gs://bucket/fx_rates`` asks for an object of that name, never there), so there a folder
+    exists when an object's name starts with its prefix."""
+    if FileSystems.exists(folder):
+        return True
+    [listed] = FileSystems.match([FileSystems.join(folder, "*")])
+    return bool(listed.metadata_list)
 
 
 def export_date(path: str, prefix: str) -> date | None:

@@ -1,6 +1,5 @@
 """The production pieces checked offline: the Flex Template files against the pipeline's options,
-the entry point run for real on the local sink, and the BigQuery branch's configuration (the
-pipeline is constructed with the BigQuery sink, never run)."""
+and the entry point run for real on the local sink. The BigQuery branch: test_batch_bigquery.py."""
 from __future__ import annotations
 
 import argparse
@@ -9,15 +8,11 @@ import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-import apache_beam as beam
 import pytest
-from apache_beam.io.gcp.bigquery import BigQueryDisposition, WriteToBigQuery
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.pipeline import PipelineVisitor
 
 from ingestion.batch import main as entry_point
-from ingestion.batch.launch import flex_parameters, local_runner
-from ingestion.batch.load import build_load
+from ingestion.batch.launch import flex_parameters
 from ingestion.batch.options import REQUIRED_OPTIONS, BatchLoadOptions, load_spec
 from ingestion.settings import REPO_ROOT, Settings
 
@@ -152,88 +147,3 @@ def test_a_dataflow_load_never_sends_the_local_dsn():
         flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), no_user)
 
 
-# ---------------------------------------------------------------------------------------------
-# the BigQuery branch, constructed not run
-
-
-class _Writes(PipelineVisitor):
-    def __init__(self) -> None:
-        self.found: dict[str, WriteToBigQuery] = {}
-
-    def enter_composite_transform(self, node) -> None:
-        if isinstance(node.transform, WriteToBigQuery):
-            self.found[node.full_label] = node.transform
-
-
-def bigquery_writes(argv: list[str]) -> dict[str, WriteToBigQuery]:
-    options = PipelineOptions(argv + ["--sink", "bigquery", "--bigquery_project", "studio-analytics",
-                                      "--bigquery_dataset", "game_analytics_bronze", "--loaded_at", LOADED_AT,
-                                      "--temp_location", "gs://studio-dataflow/tmp"])
-    spec = load_spec(options)
-    pipeline = beam.Pipeline(runner=local_runner(), options=options)
-    build_load(pipeline, spec, files=[], staging_dir=None)
-    visitor = _Writes()
-    pipeline.visit(visitor)
-    return visitor.found
-
-
-def test_snapshot_sources_truncate_their_bigquery_table_with_file_loads():
-    writes = bigquery_writes(["--source", "players", *CLOUD_SQL])
-
-    assert sorted(writes) == ["LoadBronze", "LoadRejected"]
-    bronze, rejected = writes["LoadBronze"], writes["LoadRejected"]
-    for write in (bronze, rejected):
-        assert write.method == WriteToBigQuery.Method.FILE_LOADS
-        assert write.write_disposition == BigQueryDisposition.WRITE_TRUNCATE
-        assert write.create_disposition == BigQueryDisposition.CREATE_IF_NEEDED
-        assert write.custom_gcs_temp_location == "gs://studio-dataflow/tmp"
-        assert write.additional_bq_parameters == {}
-    assert bronze.table_reference({"player_id": "p-1"}) == "studio-analytics:game_analytics_bronze.players"
-    assert rejected.table_reference({}) == "studio-analytics:game_analytics_bronze.batch_rejected_players"
-    assert bronze.schema["fields"][-2:] == [
-        {"name": "_source", "type": "STRING", "mode": "REQUIRED"},
-        {"name": "_loaded_at", "type": "TIMESTAMP", "mode": "REQUIRED"},
-    ]
-    assert [f["name"] for f in bronze.schema["fields"][:7]] == [
-        "player_id", "game_id", "created_at", "country", "acquisition_channel", "is_test_account", "updated_at"
-    ]
-
-
-def test_daily_sources_truncate_the_export_dates_partition():
-    writes = bigquery_writes(["--source", "fx_rates", "--exports_location", "gs://studio-exports/daily",
-                              "--start", "2024-01-05", "--end", "2024-01-05"])
-    bronze, rejected = writes["LoadBronze"], writes["LoadRejected"]
-
-    assert bronze.table_reference({"date": "2024-01-05"}) == "studio-analytics:game_analytics_bronze.fx_rates$20240105"
-    assert bronze.additional_bq_parameters == {"timePartitioning": {"type": "DAY", "field": "date"}}
-    assert rejected.table_reference({"_export_date": "2024-01-05"}) == (
-        "studio-analytics:game_analytics_bronze.batch_rejected_fx_rates$20240105"
-    )
-    assert rejected.additional_bq_parameters == {"timePartitioning": {"type": "DAY", "field": "_export_date"}}
-    assert {f["name"]: f["type"] for f in bronze.schema["fields"]} == {
-        "date": "DATE", "currency": "STRING", "usd_per_unit": "NUMERIC", "_source": "STRING", "_loaded_at": "TIMESTAMP"
-    }
-    assert bronze.write_disposition == BigQueryDisposition.WRITE_TRUNCATE
-
-
-def test_bigquery_rows_are_json_ready_and_rejected_daily_rows_carry_their_export_date():
-    from decimal import Decimal
-
-    import pyarrow as pa
-
-    from ingestion.batch.bigquery import batch_rows, rejected_row
-    from ingestion.batch.sources import FX_RATES
-
-    loaded_at = datetime(2024, 1, 6, 3, tzinfo=timezone.utc)
-    batch = pa.RecordBatch.from_pylist(
-        [{"date": date(2024, 1, 5), "currency": "EUR", "usd_per_unit": Decimal("1.0943"),
-          "_source": "gs://b/fx_rates/fx_rates_2024-01-05.csv", "_loaded_at": loaded_at}],
-        schema=FX_RATES.schema,
-    )
-    assert list(batch_rows(batch)) == [{
-        "date": "2024-01-05", "currency": "EUR", "usd_per_unit": "1.094300000",
-        "_source": "gs://b/fx_rates/fx_rates_2024-01-05.csv", "_loaded_at": "2024-01-06T03:00:00+00:00",
-    }]
-    row = rejected_row(FX_RATES, {"source": "fx_rates", "reason": "r", "raw": "{}", "_line": 3,
-                                  "_source": "gs://b/fx_rates/fx_rates_2024-01-05.csv", "_loaded_at": loaded_at})
-    assert row["_export_date"] == "2024-01-05" and row["_loaded_at"] == "2024-01-06T03:00:00+00:00"
