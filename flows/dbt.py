@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -37,6 +38,22 @@ class DbtFailure(RuntimeError):
         super().__init__(f"dbt {command} failed: {names}{(': ' + detail) if detail else ''}")
 
 
+# dbt's node selection syntax, one selector per entry: criteria joined by ',' (intersection), each
+# [@ or N+]method:value[+N] with no whitespace and nothing starting with '-', so an entry can never
+# become another command-line option (--vars, --full-refresh) of the dbt command it is passed to
+_CRITERION = r"(?:@|[0-9]*\+)?(?:[a-z_]+(?:\.[a-z_]+)*:)?[A-Za-z0-9_*?][A-Za-z0-9_.*?/-]*(?:\+[0-9]*)?"
+SELECTOR_PATTERN = rf"^{_CRITERION}(?:,{_CRITERION})*$"
+SELECTOR_MAX_LENGTH = 200
+
+
+def check_selector(value: str, what: str = "selector") -> str:
+    """`value` if it is one dbt selector, else a ValueError naming it."""
+    if not isinstance(value, str) or len(value) > SELECTOR_MAX_LENGTH or not re.fullmatch(SELECTOR_PATTERN, value):
+        raise ValueError(f"{what}: {value!r} is not a dbt selector ([@|N+]method:value[+N], criteria joined by ',', "
+                         f"at most {SELECTOR_MAX_LENGTH} characters, no whitespace, not starting with '-')")
+    return value
+
+
 @dataclass(frozen=True)
 class NodeResult:
     unique_id: str
@@ -64,9 +81,9 @@ def dbt_args(
     if target_path is not None:
         args += ["--target-path", str(target_path)]
     if select:
-        args += ["--select", *select]
+        args += ["--select", *(check_selector(s, "select") for s in select)]
     if exclude:
-        args += ["--exclude", *exclude]
+        args += ["--exclude", *(check_selector(s, "exclude") for s in exclude)]
     if exclude_resource_types:
         args += ["--exclude-resource-type", *exclude_resource_types]
     if full_refresh:

@@ -7,7 +7,7 @@ import shutil
 import time
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
@@ -15,13 +15,15 @@ from prefect.events import emit_event
 from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator, model_validator
 
 from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
     NOT_IN_PRODUCTION,
     QUALITY_GATE,
+    SELECTOR_MAX_LENGTH,
+    SELECTOR_PATTERN,
     LogLine,
     NodeResult,
     dbt_args,
@@ -29,6 +31,7 @@ from flows.dbt import (
     prepare,
     read_run_results,
     run_dbt,
+    check_selector,
     save_parse_state,
     seed_partial_parse,
     show,
@@ -46,6 +49,49 @@ Target = Literal["local", "bigquery"]
 # the window loaded when none is given: every export the bucket holds
 EARLIEST = date(2015, 1, 1)
 
+# one dbt selector (flows.dbt.check_selector); the deployment's parameter schema carries the same
+# pattern, so the API refuses a bad one when the run is created
+Selector = Annotated[str, AfterValidator(check_selector),
+                     WithJsonSchema({"type": "string", "pattern": SELECTOR_PATTERN, "maxLength": SELECTOR_MAX_LENGTH})]
+
+
+class DbtVars(BaseModel):
+    """The dbt vars a run may set (declared in dbt_project.yml or read by the models), typed and
+    bounded. start_date and end_date come from the run's start and end; bronze_tables is the
+    project's, not a run's. The macros check each value again before it becomes a SQL literal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # hours of arrivals an incremental model reads again before its newest row
+    arrival_lookback_hours: StrictInt | None = Field(default=None, ge=0, le=168)
+    # the quality gate's reconciliations cover this many hours of arrivals (unset: all history)
+    reconcile_hours: StrictInt | None = Field(default=None, ge=1, le=24 * 366)
+    # source freshness warns when the newest event is older than this
+    freshness_warn_hours: StrictInt | None = Field(default=None, ge=1, le=24 * 31)
+    # a local build keeps only the last N days of events
+    dev_days: StrictInt | None = Field(default=None, ge=1, le=3660)
+    # the date dimension's span
+    calendar_start: date | None = None
+    calendar_end: date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_reserved(cls, data: Any) -> Any:
+        reserved = {"start_date", "end_date"} & set(data) if isinstance(data, dict) else set()
+        if reserved:
+            raise ValueError(f"vars: {sorted(reserved)} are set from start/end, not from vars")
+        return data
+
+    @model_validator(mode="after")
+    def _calendar(self) -> "DbtVars":
+        if self.calendar_start and self.calendar_end and self.calendar_start > self.calendar_end:
+            raise ValueError(f"vars: calendar_start ({self.calendar_start}) is after calendar_end ({self.calendar_end})")
+        return self
+
+    def for_dbt(self) -> dict[str, Any]:
+        """The vars that are set, as dbt's --vars takes them (dates as YYYY-MM-DD)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
 
 class PipelineParameters(BaseModel):
     """The run's parameters, checked together before anything runs; an error names the parameter."""
@@ -54,12 +100,12 @@ class PipelineParameters(BaseModel):
 
     target: Target = "local"
     sources: list[Source] = Field(default_factory=lambda: list(SOURCES))
-    select: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
+    select: list[Selector] = Field(default_factory=list)
+    exclude: list[Selector] = Field(default_factory=list)
     full_refresh: bool = False
     start: date | None = None
     end: date | None = None
-    vars: dict[str, Any] = Field(default_factory=dict)
+    vars: DbtVars = Field(default_factory=DbtVars)
     freshness: bool = True
     dbt_timeout_s: int = Field(default=3600, gt=0)
     dataflow_timeout_s: int = Field(default=7200, gt=0)
@@ -75,9 +121,6 @@ class PipelineParameters(BaseModel):
     def _window(self) -> "PipelineParameters":
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start ({self.start}) is after end ({self.end})")
-        reserved = {"start_date", "end_date"} & set(self.vars)
-        if reserved:
-            raise ValueError(f"vars: {sorted(reserved)} are set from start/end, not from vars")
         return self
 
     def window(self, today: date) -> tuple[date, date]:
@@ -141,7 +184,7 @@ def prepare_build(params: PipelineParameters, target_path: Path) -> None:
     that the build starts at once."""
     seed_parse_state(target_path, Settings(target=params.target))
     prepare(dbt_args("parse", target=params.target, target_path=target_path, start=params.start,
-                     end=params.end, dbt_vars=params.vars))
+                     end=params.end, dbt_vars=params.vars.for_dbt()))
 
 
 def run_step(command: str, params: PipelineParameters, target_path: Path, **selection: Any) -> list[NodeResult]:
@@ -153,7 +196,7 @@ def run_step(command: str, params: PipelineParameters, target_path: Path, **sele
         args = ["retry", *dbt_args("retry", target=params.target, target_path=target_path)[1:]]
     else:
         args = dbt_args(command, target=params.target, target_path=target_path, start=params.start,
-                        end=params.end, dbt_vars=params.vars, **selection)
+                        end=params.end, dbt_vars=params.vars.for_dbt(), **selection)
     try:
         return run_dbt(args, settings, on_log=report_dbt_line, timeout_s=params.dbt_timeout_s)
     finally:
@@ -237,12 +280,12 @@ def job_link(load: LoadResult) -> str:
 def game_analytics_pipeline(
     target: Target = "local",
     sources: list[Source] = list(SOURCES),
-    select: list[str] = [],
-    exclude: list[str] = [],
+    select: list[Selector] = [],
+    exclude: list[Selector] = [],
     full_refresh: bool = False,
     start: date | None = None,
     end: date | None = None,
-    vars: dict[str, Any] = {},
+    vars: DbtVars = DbtVars(),
     freshness: bool = True,
     notify_block: str | None = None,
     dbt_timeout_s: int = 3600,

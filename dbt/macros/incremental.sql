@@ -7,7 +7,7 @@
 {% macro arrival_window(column='ingested_at', watermark_column=none, event_date_column='event_date') -%}
     {%- set watermark = watermark_column or column -%}
     ({{ column }} >= (
-        select {{ hours_before('coalesce(max(' ~ watermark ~ "), cast('1970-01-01 00:00:00+00' as timestamp))", var('arrival_lookback_hours')) }}
+        select {{ hours_before('coalesce(max(' ~ watermark ~ "), cast('1970-01-01 00:00:00+00' as timestamp))", int_var('arrival_lookback_hours')) }}
         from {{ this }}
     ){{ backfill_window(event_date_column) }})
 {%- endmacro %}
@@ -17,7 +17,8 @@
     row whose event date falls in [start_date, end_date], whenever it arrived. -#}
 {% macro backfill_window(event_date_column) -%}
     {%- if var('start_date', none) is not none and var('end_date', none) is not none %}
-        or {{ event_date_column }} between cast('{{ var("start_date") }}' as date) and cast('{{ var("end_date") }}' as date)
+        or {{ event_date_column }} between cast('{{ iso_date(var("start_date"), "var start_date") }}' as date)
+            and cast('{{ iso_date(var("end_date"), "var end_date") }}' as date)
     {%- endif -%}
 {%- endmacro %}
 
@@ -54,7 +55,7 @@
     the last N days of event time, so a local build over a big landing area stays fast. -#}
 {% macro dev_date_limit(date_column) -%}
     {%- if var('dev_days', none) is not none and target.name != 'bigquery' -%}
-        and {{ date_column }} >= {{ add_days('current_date', -1 * (var('dev_days') | int)) }}
+        and {{ date_column }} >= {{ add_days('current_date', -1 * int_var('dev_days', min=1)) }}
     {%- endif -%}
 {%- endmacro %}
 

@@ -7,7 +7,9 @@ that never reaches Google, an empty relation cache, and a ``get_relation`` that 
 other part of dbt-bigquery (its macros, its SQL dialect, the project's dispatch) runs for real.
 The incremental branch is compiled as the hourly runs compile it (var reconcile_hours set).
 
-    python -m tests.dbt.compile_bigquery_offline <target-path> full|incremental
+    python -m tests.dbt.compile_bigquery_offline <target-path> full|incremental [<vars-json> [<selector>...]]
+
+With vars given, they replace the hourly run's; with selectors, only those nodes are compiled.
 """
 from __future__ import annotations
 
@@ -31,7 +33,7 @@ class OfflineHandle:
         raise RuntimeError(f"offline compile tried to use the BigQuery client ({name})")
 
 
-def compile_offline(target_path: Path, branch: str) -> bool:
+def compile_offline(target_path: Path, branch: str, dbt_vars: str | None = None, select: list[str] | None = None) -> bool:
     from dbt.adapters.bigquery.connections import BigQueryConnectionManager
     from dbt.adapters.bigquery.impl import BigQueryAdapter
     from dbt.adapters.bigquery.relation import BigQueryRelation
@@ -57,10 +59,10 @@ def compile_offline(target_path: Path, branch: str) -> bool:
     result = dbtRunner().invoke([
         "compile", "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", "bigquery",
         "--target-path", str(target_path),
-        "--select", "resource_type:model", "resource_type:analysis", "resource_type:test",
+        "--select", *(select or ["resource_type:model", "resource_type:analysis", "resource_type:test"]),
         "--no-populate-cache", "--no-partial-parse", "--quiet",
         # the incremental branch is the hourly run's: its quality gate reconciles a window of hours
-        *(["--vars", '{"reconcile_hours": 3}'] if branch == "incremental" else []),
+        *(["--vars", dbt_vars] if dbt_vars else ["--vars", '{"reconcile_hours": 3}'] if branch == "incremental" else []),
     ])
     if not result.success:
         print(result.exception, file=sys.stderr)
@@ -68,4 +70,4 @@ def compile_offline(target_path: Path, branch: str) -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(0 if compile_offline(Path(sys.argv[1]), sys.argv[2]) else 1)
+    sys.exit(0 if compile_offline(Path(sys.argv[1]), sys.argv[2], *(sys.argv[3:4] or [None]), sys.argv[4:] or None) else 1)
