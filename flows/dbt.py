@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -98,9 +99,10 @@ def dbt_args(
     return args
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """The environment of a dbt process: the profile and the bronze macro read the same variables as Settings."""
-    return dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET=settings.target,
+def dbt_env(settings: Settings, run_id: str | None = None) -> dict[str, str]:
+    """The environment of a dbt process: the profile and the bronze macro read the same variables as
+    Settings; GA_RUN_ID (the flow run) becomes a label of every BigQuery job (macro query_comment)."""
+    return dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET=settings.target, GA_RUN_ID=run_id or "",
                 DBT_LOG_LEVEL_FILE=settings.dbt_file_log_level,
                 GA_BQ_DATASET_PREFIX=settings.bq_dataset_prefix, GA_BQ_LOCATION=settings.bq_location,
                 **({"GA_GCP_PROJECT": settings.gcp_project} if settings.gcp_project else {}))
@@ -134,19 +136,42 @@ def parse_log_line(line: str) -> LogLine:
 
 # the line a dbt session writes after each command: the marker, then the command's exit code
 END_OF_COMMAND = "\x1edbt-session-exit "
+# the exit code of a command that was interrupted (as a shell reports SIGINT)
+INTERRUPTED = 130
+# how long dbt has, once interrupted, to cancel its warehouse queries and jobs and end before it is
+# killed: below the 30 s a Prefect worker (and Kubernetes) leaves a cancelled run before killing it
+STOP_GRACE_S = 20.0
+
+
+def stop_gracefully(proc: subprocess.Popen[str], grace_s: float = STOP_GRACE_S, drain: bool = False) -> int:
+    """Interrupt dbt (SIGINT: dbt cancels its adapter's open queries and jobs, writes its results
+    and ends), and kill it only if it has not ended within grace_s. With drain, its output is
+    read and dropped meanwhile, so that a full pipe cannot hold it up."""
+    if proc.poll() is None:
+        if drain and proc.stdout is not None:
+            threading.Thread(target=proc.stdout.read, name="dbt-drain", daemon=True).start()
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
 
 
 class DbtSession:
     """One dbt process that runs the dbt commands of a flow run one after the other.
 
-    A child process, not dbt's runner inside the flow: a timeout really stops it (the process is
-    killed, and the next command starts a new one), and it holds no warehouse connection or global
-    state in the caller. One process for all the steps, not one per command: dbt's start-up (about
+    A child process, not dbt's runner inside the flow: a timeout or a cancellation really stops it
+    (stop_gracefully: dbt is interrupted, cancels its queries and jobs, and is killed only if it has
+    not ended after a grace period; the next command starts a new process), and it holds no
+    warehouse connection or global state in the caller. One process for all the steps, not one per command: dbt's start-up (about
     1.5 s of imports, and reading the parse state) is paid once per flow run instead of once per
     step. Each command's structured log is streamed back as it runs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, run_id: str | None = None, grace_s: float = STOP_GRACE_S) -> None:
         self.settings = settings
+        self.run_id = run_id  # the flow run's id, a label of every BigQuery job dbt starts
+        self.grace_s = grace_s
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._prepared_log: list[LogLine] = []  # what a prepare logged, for the next command's log
@@ -181,7 +206,7 @@ class DbtSession:
     def _process(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.dbt"], env=dbt_env(self.settings), cwd=REPO_ROOT,
+                [sys.executable, "-m", "flows.dbt"], env=dbt_env(self.settings, self.run_id), cwd=REPO_ROOT,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 bufsize=1, start_new_session=True)
         return self._proc
@@ -197,7 +222,7 @@ class DbtSession:
 
             def stop() -> None:
                 timed_out.set()
-                proc.kill()
+                stop_gracefully(proc, self.grace_s)  # the command's output is read on below
 
             timer = threading.Timer(timeout_s, stop) if timeout_s else None
             if timer:
@@ -213,19 +238,21 @@ class DbtSession:
                     on_log(parse_log_line(line.rstrip()))
             except BrokenPipeError:
                 pass  # the process died before it read the command: its exit code says why
-            except BaseException:
-                proc.kill()  # a command left half read would mix its output into the next one's
-                proc.wait()
+            except BaseException:  # the flow run is cancelled or stopped; a command left half read
+                # would also mix its output into the next one's
+                stop_gracefully(proc, self.grace_s, drain=True)
                 self._proc = None
                 raise
             finally:
                 if timer:
                     timer.cancel()
+            if timed_out.is_set() and code in (None, INTERRUPTED):
+                self._proc = None
+                ended = proc.wait()  # the timer's stop_gracefully ends it within the grace period
+                raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s (dbt exit code {ended})")
             if code is None:  # the process ended in the middle of the command
                 self._proc = None
                 ended = proc.wait()
-                if timed_out.is_set():
-                    raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s")
                 on_log(LogLine(f"the dbt process ended with {ended} during `dbt {args[0]}`", "error"))
                 code = ended if ended > 0 else 2
             return code
@@ -238,8 +265,7 @@ class DbtSession:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            stop_gracefully(proc, self.grace_s, drain=True)
 
 
 # the session the dbt steps of the current flow run share (set by `dbt_session`); none: one
@@ -248,10 +274,10 @@ _current_session: ContextVar[DbtSession | None] = ContextVar("dbt_session", defa
 
 
 @contextmanager
-def dbt_session(settings: Settings) -> Iterator[DbtSession]:
+def dbt_session(settings: Settings, run_id: str | None = None) -> Iterator[DbtSession]:
     """Within this block, every dbt command (run_dbt, show) runs in one shared dbt process, started
     on entering the block."""
-    with DbtSession(settings).start() as session:
+    with DbtSession(settings, run_id).start() as session:
         token = _current_session.set(session)
         try:
             yield session
@@ -391,7 +417,7 @@ def parse_options(args: Sequence[str]) -> list[str]:
             for part in (o, value)]
 
 
-def serve() -> None:
+def serve() -> int:
     """The dbt session process: read one command per line (a JSON list of dbt arguments) from
     stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
     the dbt CLI would have returned (0 success, 1 failed nodes, 2 error). Commands with the same
@@ -400,10 +426,19 @@ def serve() -> None:
     import time
 
     parent = os.getppid()
+    interrupted = threading.Event()
 
-    def end_with_the_flow() -> None:  # the flow process died (killed, cancelled): so does its dbt
+    def interrupt(signum: int, frame: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt  # dbt cancels its adapter's open queries and jobs, and ends the command
+
+    signal.signal(signal.SIGINT, interrupt)
+
+    def end_with_the_flow() -> None:  # the flow process died (killed): its dbt stops too, gracefully
         while os.getppid() == parent:
             time.sleep(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(STOP_GRACE_S)
         os._exit(3)
 
     threading.Thread(target=end_with_the_flow, daemon=True).start()
@@ -412,6 +447,14 @@ def serve() -> None:
     importlib.import_module("dbt.cli.main")
     importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))
     manifests: dict[tuple[Any, ...], Any] = {}
+    try:
+        serve_commands(manifests, interrupted)
+    except KeyboardInterrupt:  # interrupted between two commands: nothing to cancel
+        interrupted.set()
+    return INTERRUPTED if interrupted.is_set() else 0
+
+
+def serve_commands(manifests: dict[tuple[Any, ...], Any], interrupted: threading.Event) -> None:
     for line in sys.stdin:
         try:
             result = run_command(json.loads(line), manifests)
@@ -419,6 +462,12 @@ def serve() -> None:
         except Exception as error:  # noqa: BLE001 - reported like the CLI reports it, the session goes on
             print(json.dumps({"info": {"msg": f"dbt session: {error!r}", "level": "error"}}))
             code = 2
+        except KeyboardInterrupt:  # outside dbt's own handling
+            interrupted.set()
+        if interrupted.is_set():  # the session ends with the interrupted command
+            sys.stdout.write(f"{END_OF_COMMAND}{INTERRUPTED}\n")
+            sys.stdout.flush()
+            return
         sys.stdout.write(f"{END_OF_COMMAND}{code}\n")
         sys.stdout.flush()
 
@@ -520,4 +569,4 @@ def compile_macro_templates(manifest: Any) -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    sys.exit(serve())
