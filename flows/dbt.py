@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -30,11 +31,14 @@ FAILED_STATUSES = ("error", "fail", "runtime error")
 
 
 class DbtFailure(RuntimeError):
-    """dbt ran and some nodes errored or failed; ``failures`` names them."""
+    """dbt ran and some nodes errored or failed; ``failures`` names them, ``nodes`` holds their
+    results (status and message)."""
 
-    def __init__(self, command: str, failures: Sequence[str], detail: str = "") -> None:
+    def __init__(self, command: str, failures: Sequence[str], detail: str = "",
+                 nodes: Sequence["NodeResult"] = ()) -> None:
         self.command = command
         self.failures = list(failures)
+        self.nodes = list(nodes)
         names = ", ".join(self.failures) or "no node reported"
         super().__init__(f"dbt {command} failed: {names}{(': ' + detail) if detail else ''}")
 
@@ -310,9 +314,41 @@ def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], Non
     code = invoke(args, settings, on_log, timeout_s)
     nodes = read_run_results(target_dir(args))
     if code != 0:
-        failed = [n.unique_id for n in nodes if n.status in FAILED_STATUSES]
-        raise DbtFailure(args[0], failed, "" if failed else f"exit code {code}, see the log above")
+        failed = [n for n in nodes if n.status in FAILED_STATUSES]
+        raise DbtFailure(args[0], [n.unique_id for n in failed], "" if failed else f"exit code {code}, see the log above",
+                         nodes=failed)
     return nodes
+
+
+# the labels (macro query_comment) that mark a BigQuery job as started by a flow run's dbt
+DBT_JOB_LABEL = ("app", "game_analytics_dbt")
+RUN_LABEL = "flow_run"
+
+
+def cancel_bigquery_jobs(settings: Settings, run_id: str | None = None, client: Any = None,
+                         wait_s: float = 120.0, poll_s: float = 2.0) -> list[str]:
+    """Cancel every BigQuery job a flow run's dbt started that is still pending or running (those of
+    `run_id`, or of any flow run when None: called while the run holds the warehouse, any such job
+    is an orphan of a stopped run), and wait until they have ended, so that no orphaned MERGE
+    writes beside the next build. Returns the cancelled job ids."""
+    from google.cloud import bigquery
+
+    client = client or bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
+    key, value = DBT_JOB_LABEL
+    jobs = [job for state in ("running", "pending") for job in client.list_jobs(state_filter=state)
+            if job.labels.get(key) == value and job.labels.get(RUN_LABEL)
+            and (run_id is None or job.labels.get(RUN_LABEL) == run_id)]
+    for job in jobs:
+        client.cancel_job(job.job_id, project=job.project, location=job.location)
+    deadline = time.monotonic() + wait_s
+    pending = list(jobs)
+    while pending:
+        pending = [job for job in pending if client.get_job(job.job_id, project=job.project, location=job.location).state != "DONE"]
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"BigQuery jobs {[job.job_id for job in pending]} still run {wait_s} s after their cancellation")
+        if pending:
+            time.sleep(poll_s)
+    return [job.job_id for job in jobs]
 
 
 PARTIAL_PARSE = "partial_parse.msgpack"
@@ -423,7 +459,6 @@ def serve() -> int:
     the dbt CLI would have returned (0 success, 1 failed nodes, 2 error). Commands with the same
     parse options share the manifest parsed for the first of them (dbtRunner(manifest=...))."""
     import importlib
-    import time
 
     parent = os.getppid()
     interrupted = threading.Event()

@@ -3,13 +3,16 @@
 in `ingestion/`, SQL lives in `dbt/`."""
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, get_args
 
 from prefect import flow, get_run_logger, task
+from prefect.concurrency.sync import concurrency
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.futures import wait
@@ -26,6 +29,7 @@ from flows.dbt import (
     SELECTOR_PATTERN,
     LogLine,
     NodeResult,
+    cancel_bigquery_jobs,
     dbt_args,
     dbt_session,
     prepare,
@@ -37,7 +41,7 @@ from flows.dbt import (
     show,
 )
 from flows.notify import notify_failure
-from flows.retries import retry_if_transient
+from flows.retries import is_transient, retry_if_transient
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:  # the batch pipelines (Beam) are imported only by the tasks that run them
@@ -127,6 +131,54 @@ class PipelineParameters(BaseModel):
         return self.start or EARLIEST, self.end or today + timedelta(days=1)
 
 
+# the Prefect global concurrency limit (1 slot) every run that writes the warehouse holds from its
+# first write to its end, its own retries included
+WAREHOUSE_LIMIT = "warehouse"
+# a held slot is a lease the holder renews; a holder that died gives it up when the lease expires
+WAREHOUSE_LEASE_S = 120.0
+
+
+def ensure_warehouse_limit() -> None:
+    """Create the warehouse limit with its one slot if the Prefect API has none yet."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=WAREHOUSE_LIMIT, limit=1))
+            except ObjectAlreadyExists:  # another run created it meanwhile
+                pass
+
+
+@contextmanager
+def warehouse_lease(wait_s: float | None = None) -> Iterator[None]:
+    """Hold the warehouse's one slot: another run waits here until this block ends. Unlike a
+    deployment's or a work queue's limit, the slot stays held while the run waits for its retry,
+    and it is not freed by the run's state (a zombie run marked Crashed keeps it until its process
+    is gone and the lease expires). If the lease cannot be renewed, the holder stops."""
+    ensure_warehouse_limit()
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, timeout_seconds=wait_s, strict=True,
+                     lease_duration=WAREHOUSE_LEASE_S, raise_on_lease_renewal_failure=True):
+        yield
+
+
+def with_retries(attempt: Any, retries: int, delay_s: float) -> Any:
+    """Run attempt(), again after delay_s when it failed on a transient error (flows.retries), at most
+    `retries` more times; any other failure (a failing data test, a FAILED Dataflow job) at once."""
+    for number in itertools.count(1):
+        try:
+            return attempt()
+        except Exception as error:
+            if number > retries or not is_transient(error):
+                raise
+            get_run_logger().warning("attempt %d failed on a transient error, retrying in %s s: %s", number, delay_s, error)
+            time.sleep(delay_s)
+
+
 def dbt_run_dir(settings: Settings, run_id: str) -> Path:
     """dbt's target folder for one flow run: a flow retry finds the failed run's results there and
     resumes with `dbt retry`."""
@@ -199,6 +251,10 @@ def run_step(command: str, params: PipelineParameters, target_path: Path, **sele
                         end=params.end, dbt_vars=params.vars.for_dbt(), **selection)
     try:
         return run_dbt(args, settings, on_log=report_dbt_line, timeout_s=params.dbt_timeout_s)
+    except TimeoutError:
+        if params.target == "bigquery":  # what dbt could not cancel as it stopped
+            cancel_bigquery_jobs(settings, str(flow_run.get_id() or "adhoc"))
+        raise
     finally:
         save_parse_state(target_path, cache)
 
@@ -273,10 +329,21 @@ def job_link(load: LoadResult) -> str:
     return f"[{load.job_id}]({load.job_url})" if getattr(load, "job_url", None) else (load.job_id or "")
 
 
-@flow(name="game-analytics-pipeline", log_prints=True, retries=Settings().flow_retries,
-      retry_delay_seconds=Settings().flow_retry_delay_s,
-      on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs],
-      on_cancellation=[cancel_dataflow_jobs])
+def cancel_dbt_jobs(flow: object, flow_run: object, state: object) -> None:
+    """Flow hook (cancelled or crashed run): cancel the BigQuery jobs its dbt started (their
+    flow_run label), in case dbt could not."""
+    parameters = getattr(flow_run, "parameters", None) or {}
+    if parameters.get("target", "local") == "bigquery":
+        cancelled = cancel_bigquery_jobs(Settings(target="bigquery"), str(getattr(flow_run, "id")))
+        if cancelled:
+            print(f"cancelled BigQuery jobs {cancelled} of flow run {getattr(flow_run, 'id')}")
+
+
+# no Prefect flow retries: a run in AwaitingRetry would give up the warehouse; with_retries retries
+# inside the run, holding it
+@flow(name="game-analytics-pipeline", log_prints=True,
+      on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs, cancel_dbt_jobs],
+      on_cancellation=[cancel_dataflow_jobs, cancel_dbt_jobs])
 def game_analytics_pipeline(
     target: Target = "local",
     sources: list[Source] = list(SOURCES),
@@ -299,11 +366,21 @@ def game_analytics_pipeline(
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
     settings = Settings(target=params.target)
+    with warehouse_lease():
+        return with_retries(lambda: build(params, settings), settings.flow_retries, settings.flow_retry_delay_s)
+
+
+def build(params: PipelineParameters, settings: Settings) -> list[dict]:
+    """One attempt of the run, its warehouse slot held."""
+    run_id = str(flow_run.get_id() or "adhoc")
+    if params.target == "bigquery" and (orphans := cancel_bigquery_jobs(settings)):
+        # jobs of an earlier run that stopped without cancelling them: nothing else writes now
+        get_run_logger().warning("cancelled BigQuery jobs %s left running by an earlier flow run", orphans)
     window_start, window_end = params.window(date.today())
-    run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
+    run_dir = dbt_run_dir(settings, run_id)
     # one dbt process for the build, the gate and the summary, starting (and parsing for the
     # build) while the batch loads run
-    with dbt_session(settings):
+    with dbt_session(settings, run_id):
         if pruned := prune_dbt_runs(settings):
             get_run_logger().info("removed %d dbt target folders older than %d days", len(pruned), settings.dbt_runs_keep_days)
         prepare_build(params, run_dir / "build")

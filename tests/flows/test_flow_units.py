@@ -43,6 +43,28 @@ def test_only_transient_errors_are_retried() -> None:
     assert not is_transient(ValueError("bad row"))
 
 
+def test_a_failing_data_test_or_a_failed_dataflow_job_is_never_retried_a_warehouse_hiccup_is() -> None:
+    from flows.batch import DataflowJobFailed
+
+    def failure(*nodes: tuple[str, str, str]) -> DbtFailure:
+        results = [NodeResult(uid, uid.split(".")[0], status, message, None) for uid, status, message in nodes]
+        return DbtFailure("build", [n.unique_id for n in results], nodes=results)
+
+    hiccup = ("model.game_analytics.fct_sessions", "error", "Database Error: 503 Service Unavailable: backendError")
+    assert is_transient(failure(hiccup))
+    assert is_transient(failure(("model.game_analytics.x", "error", 'IO Error: Could not set lock on file "w.duckdb"')))
+    assert not is_transient(failure(hiccup, ("test.game_analytics.unique_x", "fail", "Got 3 results, configured to fail if != 0")))
+    assert not is_transient(failure(("model.game_analytics.x", "error", "Syntax error: Unexpected keyword")))
+    assert not is_transient(failure())  # no node reported: nothing says it was transient
+    try:
+        try:
+            raise ServiceUnavailable("503 while polling")
+        except ServiceUnavailable:
+            raise DataflowJobFailed("Dataflow job 2026-x ended JOB_STATE_FAILED")
+    except DataflowJobFailed as failed:
+        assert not is_transient(failed)  # a retry would relaunch the whole job on the same input
+
+
 def test_parameters_name_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="start"):
         PipelineParameters(start=date(2026, 2, 1), end=date(2026, 1, 1))
