@@ -35,10 +35,11 @@ class DbtFailure(RuntimeError):
     results (status and message)."""
 
     def __init__(self, command: str, failures: Sequence[str], detail: str = "",
-                 nodes: Sequence["NodeResult"] = ()) -> None:
+                 nodes: Sequence["NodeResult"] = (), errors: Sequence[str] = ()) -> None:
         self.command = command
         self.failures = list(failures)
         self.nodes = list(nodes)
+        self.errors = list(errors)  # dbt's error log lines, when no node says what failed
         names = ", ".join(self.failures) or "no node reported"
         super().__init__(f"dbt {command} failed: {names}{(': ' + detail) if detail else ''}")
 
@@ -311,12 +312,19 @@ def prepare(args: list[str]) -> None:
 def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
             timeout_s: float | None = None) -> list[NodeResult]:
     """Run one dbt command; return one result per node, or raise DbtFailure naming the failing ones."""
-    code = invoke(args, settings, on_log, timeout_s)
+    errors: list[str] = []
+
+    def log(line: LogLine) -> None:
+        if line.level == "error":
+            errors.append(line.message)
+        on_log(line)
+
+    code = invoke(args, settings, log, timeout_s)
     nodes = read_run_results(target_dir(args))
     if code != 0:
         failed = [n for n in nodes if n.status in FAILED_STATUSES]
         raise DbtFailure(args[0], [n.unique_id for n in failed], "" if failed else f"exit code {code}, see the log above",
-                         nodes=failed)
+                         nodes=failed, errors=[] if failed else [e[:2000] for e in errors[-20:]])
     return nodes
 
 

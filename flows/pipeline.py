@@ -166,7 +166,7 @@ def warehouse_lease(wait_s: float | None = None) -> Iterator[None]:
         yield
 
 
-def with_retries(attempt: Any, retries: int, delay_s: float) -> Any:
+def with_retries(attempt: Any, retries: int, delay_s: float, sleep: Any = time.sleep) -> Any:
     """Run attempt(), again after delay_s when it failed on a transient error (flows.retries), at most
     `retries` more times; any other failure (a failing data test, a FAILED Dataflow job) at once."""
     for number in itertools.count(1):
@@ -176,7 +176,7 @@ def with_retries(attempt: Any, retries: int, delay_s: float) -> Any:
             if number > retries or not is_transient(error):
                 raise
             get_run_logger().warning("attempt %d failed on a transient error, retrying in %s s: %s", number, delay_s, error)
-            time.sleep(delay_s)
+            sleep(delay_s)
 
 
 def dbt_run_dir(settings: Settings, run_id: str) -> Path:

@@ -34,9 +34,11 @@ TRANSIENT_DBT_ERROR = re.compile(
 
 
 def dbt_failure_is_transient(failure: DbtFailure) -> bool:
-    """Only when every failing node errored (no data test failed) with a transient error."""
-    return bool(failure.nodes) and all(
-        n.status == "error" and TRANSIENT_DBT_ERROR.search(n.message or "") for n in failure.nodes)
+    """Only when every failing node errored (no data test failed) with a transient error, or, when
+    dbt stopped before any node (its connection at start), its error says so."""
+    if failure.nodes:
+        return all(n.status == "error" and TRANSIENT_DBT_ERROR.search(n.message or "") for n in failure.nodes)
+    return any(TRANSIENT_DBT_ERROR.search(line) for line in failure.errors)
 
 
 def is_transient(exc: BaseException | None) -> bool:
