@@ -152,3 +152,34 @@ def test_old_dbt_run_folders_are_pruned_and_recent_ones_and_the_parse_state_kept
     assert prune_dbt_runs(settings, now=now) == [runs / "old-run"]
     assert sorted(p.name for p in runs.iterdir()) == ["parse-cache", "recent-run"]
     assert prune_dbt_runs(Settings(data_dir=tmp_path / "nothing-yet")) == []
+
+
+def test_every_attempt_of_the_pipeline_runs_inside_the_warehouse_lease(monkeypatch) -> None:
+    """The race itself is tested on a real server (test_warehouse_lease.py); here: the flow's every
+    attempt, retries included, happens while the lease is held."""
+    from contextlib import contextmanager
+
+    from google.api_core.exceptions import ServiceUnavailable
+
+    from flows import pipeline
+
+    events: list[str] = []
+
+    @contextmanager
+    def lease(wait_s=None):
+        events.append("acquired")
+        yield
+        events.append("released")
+
+    def build(params, settings):
+        events.append("attempt")
+        if events.count("attempt") == 1:
+            raise ServiceUnavailable("503")
+        return []
+
+    monkeypatch.setattr(pipeline, "warehouse_lease", lease)
+    monkeypatch.setattr(pipeline, "build", build)
+    monkeypatch.setattr(pipeline, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    monkeypatch.setenv("GA_FLOW_RETRY_DELAY_S", "0")
+    assert pipeline.game_analytics_pipeline.fn() == []
+    assert events == ["acquired", "attempt", "attempt", "released"]
