@@ -66,3 +66,42 @@
 {% macro run_started_timestamp() -%}
     cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
 {%- endmacro %}
+
+
+{#- Partition pruning of an incremental MERGE on BigQuery (incremental_predicates), so that an
+    hourly run reads only the target partitions its batch touches, not every partition's keys:
+    'touched' filters the target on the batch's own dates (for keys that fix the date: an event_id,
+    whose event keeps its date, or a key that holds the date); 'from_earliest' on the batch's
+    earliest date onwards (a key whose date can only move earlier as events arrive: a purchase's
+    date is its first event's). The dates are computed once into script variables before the MERGE
+    (bigquery__get_merge_sql), which BigQuery prunes on as on constants. Nothing on DuckDB, where
+    delete+insert would apply the predicates to its delete. -#}
+{% macro merge_pruning(column, dates='touched') -%}
+    {%- if target.type != 'bigquery' -%}
+        {{ return(none) }}
+    {%- elif dates == 'touched' -%}
+        {{ return(['DBT_INTERNAL_DEST.' ~ column ~ ' in unnest(dbt_merge_dates)']) }}
+    {%- elif dates == 'from_earliest' -%}
+        {{ return(['DBT_INTERNAL_DEST.' ~ column ~ ' >= dbt_merge_from_date']) }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("merge_pruning(): dates is 'touched' or 'from_earliest', not '" ~ dates ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- dbt's MERGE, preceded by the script variables merge_pruning's predicates use: the batch's
+    distinct dates, or its earliest date, in the model's partition column. -#}
+{% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+    {%- set predicates = (incremental_predicates or []) | join(' ') -%}
+    {%- set partition = config.get('partition_by') or {} -%}
+    {%- if 'dbt_merge_dates' in predicates %}
+    declare dbt_merge_dates array<date> default (
+        select array_agg(distinct {{ partition.field }}) from {{ source }} as batch
+    );
+    {%- endif -%}
+    {%- if 'dbt_merge_from_date' in predicates %}
+    declare dbt_merge_from_date date default (
+        select min({{ partition.field }}) from {{ source }} as batch
+    );
+    {%- endif %}
+    {{ default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
+{%- endmacro %}
