@@ -68,6 +68,29 @@ def test_a_failing_dbt_test_fails_the_flow_skips_downstream_and_notifies_with_it
     assert failing[0] in body and "dbt-build" in body and "/runs/flow-run/" in body
 
 
+def assert_dbt_node_events_arrived(run_id: str) -> None:
+    """Each dbt node's outcome is an event on the server (`dbt.node.<status>`), related to its flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    from deployments.local.services import flush_prefect_telemetry
+
+    flush_prefect_telemetry()
+    wanted = {("dbt.node.success", "dbt.model.game_analytics.mart_daily_kpis"),
+              ("dbt.node.pass", "dbt.test.game_analytics.assert_every_bronze_event_in_silver")}
+    deadline, seen = time.monotonic() + 60, set()
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline and not wanted <= seen:
+            page = client.read_events(EventFilter(event=EventNameFilter(prefix=["dbt.node."]),
+                                                  related=EventRelatedFilter(id=[f"prefect.flow-run.{run_id}"])), limit=50)
+            seen = {(e.event, e.resource.id) for e in page.events}
+            while page.next_page and not wanted <= seen:
+                page = client.read_events_page(page.next_page)
+                seen |= {(e.event, e.resource.id) for e in page.events}
+            time.sleep(1)
+    assert wanted <= seen, sorted(seen)[:20]
+
+
 def test_a_transient_failure_is_retried_inside_the_run_and_a_failing_data_test_is_not(
         data_dir: Path, tiny_sim, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The warehouse locked by another process fails the first attempt's build (a transient error):
@@ -113,6 +136,7 @@ def test_a_transient_failure_is_retried_inside_the_run_and_a_failing_data_test_i
         builds = [r for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
                   if r.name.startswith("dbt-build")]
         assert sorted(r.state.name for r in builds) == ["Completed", "Failed"]
+    assert_dbt_node_events_arrived(str(run_id))
 
     bad_bronze_event(Settings().landing_dir)
     state = game_analytics_pipeline.with_options(retries=0)(freshness=False, return_state=True)
