@@ -4,13 +4,11 @@ with its progress shown as a Prefect progress artifact."""
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
-
 from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.notify import notify_failure
-from flows.pipeline import SOURCES, Source, Target, game_analytics_pipeline
+from flows.pipeline import SOURCES, DbtVars, Selector, Source, Target, game_analytics_pipeline
 
 
 def windows(start: date, end: date, days: int) -> list[tuple[date, date]]:
@@ -35,8 +33,8 @@ def game_analytics_backfill(
     window_days: int = 7,
     target: Target = "local",
     sources: list[Source] = list(SOURCES),
-    select: list[str] = [],
-    vars: dict[str, Any] = {},
+    select: list[Selector] = [],
+    vars: DbtVars = DbtVars(),
     notify_block: str | None = None,
 ) -> list[tuple[date, date]]:
     """Rebuild [start, end] window by window; a failed window stops the backfill (and says which)."""

@@ -5,10 +5,13 @@ from __future__ import annotations
 import gc
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -28,13 +31,33 @@ FAILED_STATUSES = ("error", "fail", "runtime error")
 
 
 class DbtFailure(RuntimeError):
-    """dbt ran and some nodes errored or failed; ``failures`` names them."""
+    """dbt ran and some nodes errored or failed; ``failures`` names them, ``nodes`` holds their
+    results (status and message)."""
 
-    def __init__(self, command: str, failures: Sequence[str], detail: str = "") -> None:
+    def __init__(self, command: str, failures: Sequence[str], detail: str = "",
+                 nodes: Sequence["NodeResult"] = (), errors: Sequence[str] = ()) -> None:
         self.command = command
         self.failures = list(failures)
+        self.nodes = list(nodes)
+        self.errors = list(errors)  # dbt's error log lines, when no node says what failed
         names = ", ".join(self.failures) or "no node reported"
         super().__init__(f"dbt {command} failed: {names}{(': ' + detail) if detail else ''}")
+
+
+# dbt's node selection syntax, one selector per entry: criteria joined by ',' (intersection), each
+# [@ or N+]method:value[+N] with no whitespace and nothing starting with '-', so an entry can never
+# become another command-line option (--vars, --full-refresh) of the dbt command it is passed to
+_CRITERION = r"(?:@|[0-9]*\+)?(?:[a-z_]+(?:\.[a-z_]+)*:)?[A-Za-z0-9_*?][A-Za-z0-9_.*?/-]*(?:\+[0-9]*)?"
+SELECTOR_PATTERN = rf"^{_CRITERION}(?:,{_CRITERION})*$"
+SELECTOR_MAX_LENGTH = 200
+
+
+def check_selector(value: str, what: str = "selector") -> str:
+    """`value` if it is one dbt selector, else a ValueError naming it."""
+    if not isinstance(value, str) or len(value) > SELECTOR_MAX_LENGTH or not re.fullmatch(SELECTOR_PATTERN, value):
+        raise ValueError(f"{what}: {value!r} is not a dbt selector ([@|N+]method:value[+N], criteria joined by ',', "
+                         f"at most {SELECTOR_MAX_LENGTH} characters, no whitespace, not starting with '-')")
+    return value
 
 
 @dataclass(frozen=True)
@@ -64,9 +87,9 @@ def dbt_args(
     if target_path is not None:
         args += ["--target-path", str(target_path)]
     if select:
-        args += ["--select", *select]
+        args += ["--select", *(check_selector(s, "select") for s in select)]
     if exclude:
-        args += ["--exclude", *exclude]
+        args += ["--exclude", *(check_selector(s, "exclude") for s in exclude)]
     if exclude_resource_types:
         args += ["--exclude-resource-type", *exclude_resource_types]
     if full_refresh:
@@ -81,9 +104,10 @@ def dbt_args(
     return args
 
 
-def dbt_env(settings: Settings) -> dict[str, str]:
-    """The environment of a dbt process: the profile and the bronze macro read the same variables as Settings."""
-    return dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET=settings.target,
+def dbt_env(settings: Settings, run_id: str | None = None) -> dict[str, str]:
+    """The environment of a dbt process: the profile and the bronze macro read the same variables as
+    Settings; GA_RUN_ID (the flow run) becomes a label of every BigQuery job (macro query_comment)."""
+    return dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET=settings.target, GA_RUN_ID=run_id or "",
                 DBT_LOG_LEVEL_FILE=settings.dbt_file_log_level,
                 GA_BQ_DATASET_PREFIX=settings.bq_dataset_prefix, GA_BQ_LOCATION=settings.bq_location,
                 **({"GA_GCP_PROJECT": settings.gcp_project} if settings.gcp_project else {}))
@@ -117,19 +141,42 @@ def parse_log_line(line: str) -> LogLine:
 
 # the line a dbt session writes after each command: the marker, then the command's exit code
 END_OF_COMMAND = "\x1edbt-session-exit "
+# the exit code of a command that was interrupted (as a shell reports SIGINT)
+INTERRUPTED = 130
+# how long dbt has, once interrupted, to cancel its warehouse queries and jobs and end before it is
+# killed: below the 30 s a Prefect worker (and Kubernetes) leaves a cancelled run before killing it
+STOP_GRACE_S = 20.0
+
+
+def stop_gracefully(proc: subprocess.Popen[str], grace_s: float = STOP_GRACE_S, drain: bool = False) -> int:
+    """Interrupt dbt (SIGINT: dbt cancels its adapter's open queries and jobs, writes its results
+    and ends), and kill it only if it has not ended within grace_s. With drain, its output is
+    read and dropped meanwhile, so that a full pipe cannot hold it up."""
+    if proc.poll() is None:
+        if drain and proc.stdout is not None:
+            threading.Thread(target=proc.stdout.read, name="dbt-drain", daemon=True).start()
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait()
 
 
 class DbtSession:
     """One dbt process that runs the dbt commands of a flow run one after the other.
 
-    A child process, not dbt's runner inside the flow: a timeout really stops it (the process is
-    killed, and the next command starts a new one), and it holds no warehouse connection or global
-    state in the caller. One process for all the steps, not one per command: dbt's start-up (about
+    A child process, not dbt's runner inside the flow: a timeout or a cancellation really stops it
+    (stop_gracefully: dbt is interrupted, cancels its queries and jobs, and is killed only if it has
+    not ended after a grace period; the next command starts a new process), and it holds no
+    warehouse connection or global state in the caller. One process for all the steps, not one per command: dbt's start-up (about
     1.5 s of imports, and reading the parse state) is paid once per flow run instead of once per
     step. Each command's structured log is streamed back as it runs."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, run_id: str | None = None, grace_s: float = STOP_GRACE_S) -> None:
         self.settings = settings
+        self.run_id = run_id  # the flow run's id, a label of every BigQuery job dbt starts
+        self.grace_s = grace_s
         self._proc: subprocess.Popen[str] | None = None
         self._lock = threading.Lock()
         self._prepared_log: list[LogLine] = []  # what a prepare logged, for the next command's log
@@ -164,7 +211,7 @@ class DbtSession:
     def _process(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.dbt"], env=dbt_env(self.settings), cwd=REPO_ROOT,
+                [sys.executable, "-m", "flows.dbt"], env=dbt_env(self.settings, self.run_id), cwd=REPO_ROOT,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 bufsize=1, start_new_session=True)
         return self._proc
@@ -180,7 +227,7 @@ class DbtSession:
 
             def stop() -> None:
                 timed_out.set()
-                proc.kill()
+                stop_gracefully(proc, self.grace_s)  # the command's output is read on below
 
             timer = threading.Timer(timeout_s, stop) if timeout_s else None
             if timer:
@@ -196,19 +243,21 @@ class DbtSession:
                     on_log(parse_log_line(line.rstrip()))
             except BrokenPipeError:
                 pass  # the process died before it read the command: its exit code says why
-            except BaseException:
-                proc.kill()  # a command left half read would mix its output into the next one's
-                proc.wait()
+            except BaseException:  # the flow run is cancelled or stopped; a command left half read
+                # would also mix its output into the next one's
+                stop_gracefully(proc, self.grace_s, drain=True)
                 self._proc = None
                 raise
             finally:
                 if timer:
                     timer.cancel()
+            if timed_out.is_set() and code in (None, INTERRUPTED):
+                self._proc = None
+                ended = proc.wait()  # the timer's stop_gracefully ends it within the grace period
+                raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s (dbt exit code {ended})")
             if code is None:  # the process ended in the middle of the command
                 self._proc = None
                 ended = proc.wait()
-                if timed_out.is_set():
-                    raise TimeoutError(f"dbt {args[0]} was stopped after {timeout_s} s")
                 on_log(LogLine(f"the dbt process ended with {ended} during `dbt {args[0]}`", "error"))
                 code = ended if ended > 0 else 2
             return code
@@ -221,8 +270,7 @@ class DbtSession:
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            stop_gracefully(proc, self.grace_s, drain=True)
 
 
 # the session the dbt steps of the current flow run share (set by `dbt_session`); none: one
@@ -231,10 +279,10 @@ _current_session: ContextVar[DbtSession | None] = ContextVar("dbt_session", defa
 
 
 @contextmanager
-def dbt_session(settings: Settings) -> Iterator[DbtSession]:
+def dbt_session(settings: Settings, run_id: str | None = None) -> Iterator[DbtSession]:
     """Within this block, every dbt command (run_dbt, show) runs in one shared dbt process, started
     on entering the block."""
-    with DbtSession(settings).start() as session:
+    with DbtSession(settings, run_id).start() as session:
         token = _current_session.set(session)
         try:
             yield session
@@ -264,12 +312,51 @@ def prepare(args: list[str]) -> None:
 def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
             timeout_s: float | None = None) -> list[NodeResult]:
     """Run one dbt command; return one result per node, or raise DbtFailure naming the failing ones."""
-    code = invoke(args, settings, on_log, timeout_s)
+    errors: list[str] = []
+
+    def log(line: LogLine) -> None:
+        if line.level == "error":
+            errors.append(line.message)
+        on_log(line)
+
+    code = invoke(args, settings, log, timeout_s)
     nodes = read_run_results(target_dir(args))
     if code != 0:
-        failed = [n.unique_id for n in nodes if n.status in FAILED_STATUSES]
-        raise DbtFailure(args[0], failed, "" if failed else f"exit code {code}, see the log above")
+        failed = [n for n in nodes if n.status in FAILED_STATUSES]
+        raise DbtFailure(args[0], [n.unique_id for n in failed], "" if failed else f"exit code {code}, see the log above",
+                         nodes=failed, errors=[] if failed else [e[:2000] for e in errors[-20:]])
     return nodes
+
+
+# the labels (macro query_comment) that mark a BigQuery job as started by a flow run's dbt
+DBT_JOB_LABEL = ("app", "game_analytics_dbt")
+RUN_LABEL = "flow_run"
+
+
+def cancel_bigquery_jobs(settings: Settings, run_id: str | None = None, client: Any = None,
+                         wait_s: float = 120.0, poll_s: float = 2.0) -> list[str]:
+    """Cancel every BigQuery job a flow run's dbt started that is still pending or running (those of
+    `run_id`, or of any flow run when None: called while the run holds the warehouse, any such job
+    is an orphan of a stopped run), and wait until they have ended, so that no orphaned MERGE
+    writes beside the next build. Returns the cancelled job ids."""
+    from google.cloud import bigquery
+
+    client = client or bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
+    key, value = DBT_JOB_LABEL
+    jobs = [job for state in ("running", "pending") for job in client.list_jobs(state_filter=state)
+            if job.labels.get(key) == value and job.labels.get(RUN_LABEL)
+            and (run_id is None or job.labels.get(RUN_LABEL) == run_id)]
+    for job in jobs:
+        client.cancel_job(job.job_id, project=job.project, location=job.location)
+    deadline = time.monotonic() + wait_s
+    pending = list(jobs)
+    while pending:
+        pending = [job for job in pending if client.get_job(job.job_id, project=job.project, location=job.location).state != "DONE"]
+        if pending and time.monotonic() > deadline:
+            raise TimeoutError(f"BigQuery jobs {[job.job_id for job in pending]} still run {wait_s} s after their cancellation")
+        if pending:
+            time.sleep(poll_s)
+    return [job.job_id for job in jobs]
 
 
 PARTIAL_PARSE = "partial_parse.msgpack"
@@ -374,19 +461,27 @@ def parse_options(args: Sequence[str]) -> list[str]:
             for part in (o, value)]
 
 
-def serve() -> None:
+def serve() -> int:
     """The dbt session process: read one command per line (a JSON list of dbt arguments) from
     stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
     the dbt CLI would have returned (0 success, 1 failed nodes, 2 error). Commands with the same
     parse options share the manifest parsed for the first of them (dbtRunner(manifest=...))."""
     import importlib
-    import time
 
     parent = os.getppid()
+    interrupted = threading.Event()
 
-    def end_with_the_flow() -> None:  # the flow process died (killed, cancelled): so does its dbt
+    def interrupt(signum: int, frame: Any) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt  # dbt cancels its adapter's open queries and jobs, and ends the command
+
+    signal.signal(signal.SIGINT, interrupt)
+
+    def end_with_the_flow() -> None:  # the flow process died (killed): its dbt stops too, gracefully
         while os.getppid() == parent:
             time.sleep(1)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(STOP_GRACE_S)
         os._exit(3)
 
     threading.Thread(target=end_with_the_flow, daemon=True).start()
@@ -395,6 +490,14 @@ def serve() -> None:
     importlib.import_module("dbt.cli.main")
     importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))
     manifests: dict[tuple[Any, ...], Any] = {}
+    try:
+        serve_commands(manifests, interrupted)
+    except KeyboardInterrupt:  # interrupted between two commands: nothing to cancel
+        interrupted.set()
+    return INTERRUPTED if interrupted.is_set() else 0
+
+
+def serve_commands(manifests: dict[tuple[Any, ...], Any], interrupted: threading.Event) -> None:
     for line in sys.stdin:
         try:
             result = run_command(json.loads(line), manifests)
@@ -402,6 +505,12 @@ def serve() -> None:
         except Exception as error:  # noqa: BLE001 - reported like the CLI reports it, the session goes on
             print(json.dumps({"info": {"msg": f"dbt session: {error!r}", "level": "error"}}))
             code = 2
+        except KeyboardInterrupt:  # outside dbt's own handling
+            interrupted.set()
+        if interrupted.is_set():  # the session ends with the interrupted command
+            sys.stdout.write(f"{END_OF_COMMAND}{INTERRUPTED}\n")
+            sys.stdout.flush()
+            return
         sys.stdout.write(f"{END_OF_COMMAND}{code}\n")
         sys.stdout.flush()
 
@@ -503,4 +612,4 @@ def compile_macro_templates(manifest: Any) -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    sys.exit(serve())

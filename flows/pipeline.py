@@ -3,38 +3,45 @@
 in `ingestion/`, SQL lives in `dbt/`."""
 from __future__ import annotations
 
+import itertools
 import shutil
 import time
+from contextlib import contextmanager
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Iterator, Literal, get_args
 
 from prefect import flow, get_run_logger, task
+from prefect.concurrency.sync import concurrency
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.events import emit_event
 from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator, model_validator
 
 from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
     NOT_IN_PRODUCTION,
     QUALITY_GATE,
+    SELECTOR_MAX_LENGTH,
+    SELECTOR_PATTERN,
     LogLine,
     NodeResult,
+    cancel_bigquery_jobs,
     dbt_args,
     dbt_session,
     prepare,
     read_run_results,
     run_dbt,
+    check_selector,
     save_parse_state,
     seed_partial_parse,
     show,
 )
 from flows.notify import notify_failure
-from flows.retries import retry_if_transient
+from flows.retries import is_transient, retry_if_transient
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:  # the batch pipelines (Beam) are imported only by the tasks that run them
@@ -46,6 +53,49 @@ Target = Literal["local", "bigquery"]
 # the window loaded when none is given: every export the bucket holds
 EARLIEST = date(2015, 1, 1)
 
+# one dbt selector (flows.dbt.check_selector); the deployment's parameter schema carries the same
+# pattern, so the API refuses a bad one when the run is created
+Selector = Annotated[str, AfterValidator(check_selector),
+                     WithJsonSchema({"type": "string", "pattern": SELECTOR_PATTERN, "maxLength": SELECTOR_MAX_LENGTH})]
+
+
+class DbtVars(BaseModel):
+    """The dbt vars a run may set (declared in dbt_project.yml or read by the models), typed and
+    bounded. start_date and end_date come from the run's start and end; bronze_tables is the
+    project's, not a run's. The macros check each value again before it becomes a SQL literal."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # hours of arrivals an incremental model reads again before its newest row
+    arrival_lookback_hours: StrictInt | None = Field(default=None, ge=0, le=168)
+    # the quality gate's reconciliations cover this many hours of arrivals (unset: all history)
+    reconcile_hours: StrictInt | None = Field(default=None, ge=1, le=24 * 366)
+    # source freshness warns when the newest event is older than this
+    freshness_warn_hours: StrictInt | None = Field(default=None, ge=1, le=24 * 31)
+    # a local build keeps only the last N days of events
+    dev_days: StrictInt | None = Field(default=None, ge=1, le=3660)
+    # the date dimension's span
+    calendar_start: date | None = None
+    calendar_end: date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _not_reserved(cls, data: Any) -> Any:
+        reserved = {"start_date", "end_date"} & set(data) if isinstance(data, dict) else set()
+        if reserved:
+            raise ValueError(f"vars: {sorted(reserved)} are set from start/end, not from vars")
+        return data
+
+    @model_validator(mode="after")
+    def _calendar(self) -> "DbtVars":
+        if self.calendar_start and self.calendar_end and self.calendar_start > self.calendar_end:
+            raise ValueError(f"vars: calendar_start ({self.calendar_start}) is after calendar_end ({self.calendar_end})")
+        return self
+
+    def for_dbt(self) -> dict[str, Any]:
+        """The vars that are set, as dbt's --vars takes them (dates as YYYY-MM-DD)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
 
 class PipelineParameters(BaseModel):
     """The run's parameters, checked together before anything runs; an error names the parameter."""
@@ -54,12 +104,12 @@ class PipelineParameters(BaseModel):
 
     target: Target = "local"
     sources: list[Source] = Field(default_factory=lambda: list(SOURCES))
-    select: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list)
+    select: list[Selector] = Field(default_factory=list)
+    exclude: list[Selector] = Field(default_factory=list)
     full_refresh: bool = False
     start: date | None = None
     end: date | None = None
-    vars: dict[str, Any] = Field(default_factory=dict)
+    vars: DbtVars = Field(default_factory=DbtVars)
     freshness: bool = True
     dbt_timeout_s: int = Field(default=3600, gt=0)
     dataflow_timeout_s: int = Field(default=7200, gt=0)
@@ -75,13 +125,58 @@ class PipelineParameters(BaseModel):
     def _window(self) -> "PipelineParameters":
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start ({self.start}) is after end ({self.end})")
-        reserved = {"start_date", "end_date"} & set(self.vars)
-        if reserved:
-            raise ValueError(f"vars: {sorted(reserved)} are set from start/end, not from vars")
         return self
 
     def window(self, today: date) -> tuple[date, date]:
         return self.start or EARLIEST, self.end or today + timedelta(days=1)
+
+
+# the Prefect global concurrency limit (1 slot) every run that writes the warehouse holds from its
+# first write to its end, its own retries included
+WAREHOUSE_LIMIT = "warehouse"
+# a held slot is a lease the holder renews; a holder that died gives it up when the lease expires
+WAREHOUSE_LEASE_S = 120.0
+
+
+def ensure_warehouse_limit() -> None:
+    """Create the warehouse limit with its one slot if the Prefect API has none yet."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(WAREHOUSE_LIMIT)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=WAREHOUSE_LIMIT, limit=1))
+            except ObjectAlreadyExists:  # another run created it meanwhile
+                pass
+
+
+@contextmanager
+def warehouse_lease(wait_s: float | None = None) -> Iterator[None]:
+    """Hold the warehouse's one slot: another run waits here until this block ends. Unlike a
+    deployment's or a work queue's limit, the slot stays held while the run waits for its retry,
+    and it is not freed by the run's state (a zombie run marked Crashed keeps it until its process
+    is gone and the lease expires). If the lease cannot be renewed, the holder stops."""
+    ensure_warehouse_limit()
+    with concurrency(WAREHOUSE_LIMIT, occupy=1, timeout_seconds=wait_s, strict=True,
+                     lease_duration=WAREHOUSE_LEASE_S, raise_on_lease_renewal_failure=True):
+        yield
+
+
+def with_retries(attempt: Any, retries: int, delay_s: float, sleep: Any = time.sleep) -> Any:
+    """Run attempt(), again after delay_s when it failed on a transient error (flows.retries), at most
+    `retries` more times; any other failure (a failing data test, a FAILED Dataflow job) at once."""
+    for number in itertools.count(1):
+        try:
+            return attempt()
+        except Exception as error:
+            if number > retries or not is_transient(error):
+                raise
+            get_run_logger().warning("attempt %d failed on a transient error, retrying in %s s: %s", number, delay_s, error)
+            sleep(delay_s)
 
 
 def dbt_run_dir(settings: Settings, run_id: str) -> Path:
@@ -141,7 +236,7 @@ def prepare_build(params: PipelineParameters, target_path: Path) -> None:
     that the build starts at once."""
     seed_parse_state(target_path, Settings(target=params.target))
     prepare(dbt_args("parse", target=params.target, target_path=target_path, start=params.start,
-                     end=params.end, dbt_vars=params.vars))
+                     end=params.end, dbt_vars=params.vars.for_dbt()))
 
 
 def run_step(command: str, params: PipelineParameters, target_path: Path, **selection: Any) -> list[NodeResult]:
@@ -153,9 +248,13 @@ def run_step(command: str, params: PipelineParameters, target_path: Path, **sele
         args = ["retry", *dbt_args("retry", target=params.target, target_path=target_path)[1:]]
     else:
         args = dbt_args(command, target=params.target, target_path=target_path, start=params.start,
-                        end=params.end, dbt_vars=params.vars, **selection)
+                        end=params.end, dbt_vars=params.vars.for_dbt(), **selection)
     try:
         return run_dbt(args, settings, on_log=report_dbt_line, timeout_s=params.dbt_timeout_s)
+    except TimeoutError:
+        if params.target == "bigquery":  # what dbt could not cancel as it stopped
+            cancel_bigquery_jobs(settings, str(flow_run.get_id() or "adhoc"))
+        raise
     finally:
         save_parse_state(target_path, cache)
 
@@ -230,19 +329,30 @@ def job_link(load: LoadResult) -> str:
     return f"[{load.job_id}]({load.job_url})" if getattr(load, "job_url", None) else (load.job_id or "")
 
 
-@flow(name="game-analytics-pipeline", log_prints=True, retries=Settings().flow_retries,
-      retry_delay_seconds=Settings().flow_retry_delay_s,
-      on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs],
-      on_cancellation=[cancel_dataflow_jobs])
+def cancel_dbt_jobs(flow: object, flow_run: object, state: object) -> None:
+    """Flow hook (cancelled or crashed run): cancel the BigQuery jobs its dbt started (their
+    flow_run label), in case dbt could not."""
+    parameters = getattr(flow_run, "parameters", None) or {}
+    if parameters.get("target", "local") == "bigquery":
+        cancelled = cancel_bigquery_jobs(Settings(target="bigquery"), str(getattr(flow_run, "id")))
+        if cancelled:
+            print(f"cancelled BigQuery jobs {cancelled} of flow run {getattr(flow_run, 'id')}")
+
+
+# no Prefect flow retries: a run in AwaitingRetry would give up the warehouse; with_retries retries
+# inside the run, holding it
+@flow(name="game-analytics-pipeline", log_prints=True,
+      on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs, cancel_dbt_jobs],
+      on_cancellation=[cancel_dataflow_jobs, cancel_dbt_jobs])
 def game_analytics_pipeline(
     target: Target = "local",
     sources: list[Source] = list(SOURCES),
-    select: list[str] = [],
-    exclude: list[str] = [],
+    select: list[Selector] = [],
+    exclude: list[Selector] = [],
     full_refresh: bool = False,
     start: date | None = None,
     end: date | None = None,
-    vars: dict[str, Any] = {},
+    vars: DbtVars = DbtVars(),
     freshness: bool = True,
     notify_block: str | None = None,
     dbt_timeout_s: int = 3600,
@@ -256,11 +366,21 @@ def game_analytics_pipeline(
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
     settings = Settings(target=params.target)
+    with warehouse_lease():
+        return with_retries(lambda: build(params, settings), settings.flow_retries, settings.flow_retry_delay_s)
+
+
+def build(params: PipelineParameters, settings: Settings) -> list[dict]:
+    """One attempt of the run, its warehouse slot held."""
+    run_id = str(flow_run.get_id() or "adhoc")
+    if params.target == "bigquery" and (orphans := cancel_bigquery_jobs(settings)):
+        # jobs of an earlier run that stopped without cancelling them: nothing else writes now
+        get_run_logger().warning("cancelled BigQuery jobs %s left running by an earlier flow run", orphans)
     window_start, window_end = params.window(date.today())
-    run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))
+    run_dir = dbt_run_dir(settings, run_id)
     # one dbt process for the build, the gate and the summary, starting (and parsing for the
     # build) while the batch loads run
-    with dbt_session(settings):
+    with dbt_session(settings, run_id):
         if pruned := prune_dbt_runs(settings):
             get_run_logger().info("removed %d dbt target folders older than %d days", len(pruned), settings.dbt_runs_keep_days)
         prepare_build(params, run_dir / "build")

@@ -67,9 +67,9 @@
 {%- endmacro %}
 
 
-{#- A timestamp minus a number of hours. -#}
+{#- A timestamp minus a whole number of hours (checked: the number becomes a literal). -#}
 {% macro hours_before(timestamp_expr, hours) -%}
-    {{ return(adapter.dispatch('hours_before')(timestamp_expr, hours)) }}
+    {{ return(adapter.dispatch('hours_before')(timestamp_expr, whole_number(hours, 'hours_before(): hours'))) }}
 {%- endmacro %}
 
 {% macro default__hours_before(timestamp_expr, hours) -%}
@@ -160,11 +160,11 @@
 {%- endmacro %}
 
 
-{#- One row per day from start_date to end_date (inclusive, date literals 'YYYY-MM-DD'), column
+{#- One row per day from start_date to end_date (inclusive, dates checked by iso_date), column
     date_day. dbt.date_spine asks the warehouse for the number of days first, which a compile
     without a connection cannot do; both warehouses have a series function. -#}
 {% macro date_series(start_date, end_date) -%}
-    {{ return(adapter.dispatch('date_series')(start_date, end_date)) }}
+    {{ return(adapter.dispatch('date_series')(iso_date(start_date, 'date_series(): start_date'), iso_date(end_date, 'date_series(): end_date'))) }}
 {%- endmacro %}
 
 {% macro default__date_series(start_date, end_date) -%}

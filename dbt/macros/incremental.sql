@@ -7,7 +7,7 @@
 {% macro arrival_window(column='ingested_at', watermark_column=none, event_date_column='event_date') -%}
     {%- set watermark = watermark_column or column -%}
     ({{ column }} >= (
-        select {{ hours_before('coalesce(max(' ~ watermark ~ "), cast('1970-01-01 00:00:00+00' as timestamp))", var('arrival_lookback_hours')) }}
+        select {{ hours_before('coalesce(max(' ~ watermark ~ "), cast('1970-01-01 00:00:00+00' as timestamp))", int_var('arrival_lookback_hours')) }}
         from {{ this }}
     ){{ backfill_window(event_date_column) }})
 {%- endmacro %}
@@ -17,7 +17,8 @@
     row whose event date falls in [start_date, end_date], whenever it arrived. -#}
 {% macro backfill_window(event_date_column) -%}
     {%- if var('start_date', none) is not none and var('end_date', none) is not none %}
-        or {{ event_date_column }} between cast('{{ var("start_date") }}' as date) and cast('{{ var("end_date") }}' as date)
+        or {{ event_date_column }} between cast('{{ iso_date(var("start_date"), "var start_date") }}' as date)
+            and cast('{{ iso_date(var("end_date"), "var end_date") }}' as date)
     {%- endif -%}
 {%- endmacro %}
 
@@ -54,7 +55,7 @@
     the last N days of event time, so a local build over a big landing area stays fast. -#}
 {% macro dev_date_limit(date_column) -%}
     {%- if var('dev_days', none) is not none and target.name != 'bigquery' -%}
-        and {{ date_column }} >= {{ add_days('current_date', -1 * (var('dev_days') | int)) }}
+        and {{ date_column }} >= {{ add_days('current_date', -1 * int_var('dev_days', min=1)) }}
     {%- endif -%}
 {%- endmacro %}
 
@@ -64,4 +65,43 @@
     since a run's rows all carry that run's start and runs never overlap). -#}
 {% macro run_started_timestamp() -%}
     cast('{{ run_started_at.strftime("%Y-%m-%d %H:%M:%S.%f") }}' as timestamp)
+{%- endmacro %}
+
+
+{#- Partition pruning of an incremental MERGE on BigQuery (incremental_predicates), so that an
+    hourly run reads only the target partitions its batch touches, not every partition's keys:
+    'touched' filters the target on the batch's own dates (for keys that fix the date: an event_id,
+    whose event keeps its date, or a key that holds the date); 'from_earliest' on the batch's
+    earliest date onwards (a key whose date can only move earlier as events arrive: a purchase's
+    date is its first event's). The dates are computed once into script variables before the MERGE
+    (bigquery__get_merge_sql), which BigQuery prunes on as on constants. Nothing on DuckDB, where
+    delete+insert would apply the predicates to its delete. -#}
+{% macro merge_pruning(column, dates='touched') -%}
+    {%- if target.type != 'bigquery' -%}
+        {{ return(none) }}
+    {%- elif dates == 'touched' -%}
+        {{ return(['DBT_INTERNAL_DEST.' ~ column ~ ' in unnest(dbt_merge_dates)']) }}
+    {%- elif dates == 'from_earliest' -%}
+        {{ return(['DBT_INTERNAL_DEST.' ~ column ~ ' >= dbt_merge_from_date']) }}
+    {%- else -%}
+        {{ exceptions.raise_compiler_error("merge_pruning(): dates is 'touched' or 'from_earliest', not '" ~ dates ~ "'") }}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- dbt's MERGE, preceded by the script variables merge_pruning's predicates use: the batch's
+    distinct dates, or its earliest date, in the model's partition column. -#}
+{% macro bigquery__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates=none) -%}
+    {%- set predicates = (incremental_predicates or []) | join(' ') -%}
+    {%- set partition = config.get('partition_by') or {} -%}
+    {%- if 'dbt_merge_dates' in predicates %}
+    declare dbt_merge_dates array<date> default (
+        select array_agg(distinct {{ partition.field }}) from {{ source }} as batch
+    );
+    {%- endif -%}
+    {%- if 'dbt_merge_from_date' in predicates %}
+    declare dbt_merge_from_date date default (
+        select min({{ partition.field }}) from {{ source }} as batch
+    );
+    {%- endif %}
+    {{ default__get_merge_sql(target, source, unique_key, dest_columns, incremental_predicates) }}
 {%- endmacro %}

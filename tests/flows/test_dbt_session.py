@@ -1,12 +1,18 @@
-"""The dbt session: the dbt commands of a flow run share one real dbt process, a timeout kills it,
-and the next command starts a new one."""
+"""The dbt session: the dbt commands of a flow run share one real dbt process, a timeout stops it
+(interrupted first, so that dbt cancels its queries; killed only after a grace period), and the
+next command starts a new one."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
-from flows.dbt import DbtSession, LogLine, dbt_args, dbt_session, invoke
+import signal
+import subprocess
+import sys
+import time
+
+from flows.dbt import INTERRUPTED, DbtSession, LogLine, dbt_args, dbt_session, invoke, stop_gracefully
 from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import Settings
 
@@ -53,15 +59,30 @@ def test_the_log_is_the_console_log_at_level_info_with_secrets_scrubbed(tmp_path
     assert [(node["node_name"], node["node_status"]) for node in results] == [("dim_date", "success")]
 
 
-def test_a_timeout_kills_the_process_and_the_next_command_gets_a_new_one(tmp_path: Path) -> None:
-    with DbtSession(Settings(data_dir=tmp_path)) as session:
+def test_a_timeout_interrupts_dbt_which_cancels_its_query_and_ends_within_the_grace_period(tmp_path: Path) -> None:
+    """Killed outright, dbt could not cancel its warehouse queries (BigQuery jobs run on)."""
+    lines: list[LogLine] = []
+    with DbtSession(Settings(data_dir=tmp_path), grace_s=25) as session:
         assert session.run(show_inline("select 1 as one", tmp_path / "t"), lambda line: None) == 0
         first = session._proc
+        started = time.monotonic()
         with pytest.raises(TimeoutError, match="dbt show was stopped after 4 s"):
-            session.run(show_inline(ENDLESS, tmp_path / "t"), lambda line: None, timeout_s=4)
-        assert first.poll() is not None  # killed, not left running
+            session.run(show_inline(ENDLESS, tmp_path / "t"), lines.append, timeout_s=4)
+        assert time.monotonic() - started < 4 + 25
+        assert first.poll() == INTERRUPTED  # ended by itself, not by SIGKILL (-9)
+        assert any("CANCEL query sql_operation.game_analytics.inline_query" in line.message for line in lines)
         assert session.run(show_inline("select 1 as one", tmp_path / "t"), lambda line: None) == 0
         assert session._proc.pid != first.pid
+
+
+def test_a_process_that_does_not_end_when_interrupted_is_killed_after_the_grace_period() -> None:
+    stubborn = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                 "signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"],
+                                stdout=subprocess.PIPE, text=True)
+    assert stubborn.stdout.readline() == "ready\n"
+    started = time.monotonic()
+    assert stop_gracefully(stubborn, grace_s=2, drain=True) == -signal.SIGKILL
+    assert 2 <= time.monotonic() - started < 10
 
 
 def test_a_reader_that_fails_mid_command_leaves_no_output_for_the_next_command(tmp_path: Path) -> None:

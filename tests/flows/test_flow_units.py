@@ -43,6 +43,28 @@ def test_only_transient_errors_are_retried() -> None:
     assert not is_transient(ValueError("bad row"))
 
 
+def test_a_failing_data_test_or_a_failed_dataflow_job_is_never_retried_a_warehouse_hiccup_is() -> None:
+    from flows.batch import DataflowJobFailed
+
+    def failure(*nodes: tuple[str, str, str]) -> DbtFailure:
+        results = [NodeResult(uid, uid.split(".")[0], status, message, None) for uid, status, message in nodes]
+        return DbtFailure("build", [n.unique_id for n in results], nodes=results)
+
+    hiccup = ("model.game_analytics.fct_sessions", "error", "Database Error: 503 Service Unavailable: backendError")
+    assert is_transient(failure(hiccup))
+    assert is_transient(failure(("model.game_analytics.x", "error", 'IO Error: Could not set lock on file "w.duckdb"')))
+    assert not is_transient(failure(hiccup, ("test.game_analytics.unique_x", "fail", "Got 3 results, configured to fail if != 0")))
+    assert not is_transient(failure(("model.game_analytics.x", "error", "Syntax error: Unexpected keyword")))
+    assert not is_transient(failure())  # no node reported: nothing says it was transient
+    try:
+        try:
+            raise ServiceUnavailable("503 while polling")
+        except ServiceUnavailable:
+            raise DataflowJobFailed("Dataflow job 2026-x ended JOB_STATE_FAILED")
+    except DataflowJobFailed as failed:
+        assert not is_transient(failed)  # a retry would relaunch the whole job on the same input
+
+
 def test_parameters_name_what_is_wrong() -> None:
     with pytest.raises(ValueError, match="start"):
         PipelineParameters(start=date(2026, 2, 1), end=date(2026, 1, 1))
@@ -130,3 +152,34 @@ def test_old_dbt_run_folders_are_pruned_and_recent_ones_and_the_parse_state_kept
     assert prune_dbt_runs(settings, now=now) == [runs / "old-run"]
     assert sorted(p.name for p in runs.iterdir()) == ["parse-cache", "recent-run"]
     assert prune_dbt_runs(Settings(data_dir=tmp_path / "nothing-yet")) == []
+
+
+def test_every_attempt_of_the_pipeline_runs_inside_the_warehouse_lease(monkeypatch) -> None:
+    """The race itself is tested on a real server (test_warehouse_lease.py); here: the flow's every
+    attempt, retries included, happens while the lease is held."""
+    from contextlib import contextmanager
+
+    from google.api_core.exceptions import ServiceUnavailable
+
+    from flows import pipeline
+
+    events: list[str] = []
+
+    @contextmanager
+    def lease(wait_s=None):
+        events.append("acquired")
+        yield
+        events.append("released")
+
+    def build(params, settings):
+        events.append("attempt")
+        if events.count("attempt") == 1:
+            raise ServiceUnavailable("503")
+        return []
+
+    monkeypatch.setattr(pipeline, "warehouse_lease", lease)
+    monkeypatch.setattr(pipeline, "build", build)
+    monkeypatch.setattr(pipeline, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    monkeypatch.setenv("GA_FLOW_RETRY_DELAY_S", "0")
+    assert pipeline.game_analytics_pipeline.fn() == []
+    assert events == ["acquired", "attempt", "attempt", "released"]

@@ -68,39 +68,81 @@ def test_a_failing_dbt_test_fails_the_flow_skips_downstream_and_notifies_with_it
     assert failing[0] in body and "dbt-build" in body and "/runs/flow-run/" in body
 
 
-def test_a_flow_retry_resumes_dbt_from_the_failure(data_dir: Path, tiny_sim, prefect_api: str) -> None:
+def assert_dbt_node_events_arrived(run_id: str) -> None:
+    """Each dbt node's outcome is an event on the server (`dbt.node.<status>`), related to its flow run."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventRelatedFilter
+
+    from deployments.local.services import flush_prefect_telemetry
+
+    flush_prefect_telemetry()
+    wanted = {("dbt.node.success", "dbt.model.game_analytics.mart_daily_kpis"),
+              ("dbt.node.pass", "dbt.test.game_analytics.assert_every_bronze_event_in_silver")}
+    deadline, seen = time.monotonic() + 60, set()
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline and not wanted <= seen:
+            page = client.read_events(EventFilter(event=EventNameFilter(prefix=["dbt.node."]),
+                                                  related=EventRelatedFilter(id=[f"prefect.flow-run.{run_id}"])), limit=50)
+            seen = {(e.event, e.resource.id) for e in page.events}
+            while page.next_page and not wanted <= seen:
+                page = client.read_events_page(page.next_page)
+                seen |= {(e.event, e.resource.id) for e in page.events}
+            time.sleep(1)
+    assert wanted <= seen, sorted(seen)[:20]
+
+
+def test_a_transient_failure_is_retried_inside_the_run_and_a_failing_data_test_is_not(
+        data_dir: Path, tiny_sim, prefect_api: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The warehouse locked by another process fails the first attempt's build (a transient error):
+    the run retries it, without leaving Running (so it keeps the warehouse), and completes. A failing
+    data test fails the run at once, however many retries are allowed."""
+    import subprocess
+    import sys
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows import pipeline
+
+    monkeypatch.setenv("GA_FLOW_RETRIES", "1")
+    monkeypatch.setenv("GA_FLOW_RETRY_DELAY_S", "1")
     land_simulation(tiny_sim, data_dir)
-    bad = bad_bronze_event(Settings().landing_dir)
-    repaired_at: list[datetime] = []
+    warehouse = Settings().warehouse_path
+    holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); "
+                               "print('locked', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    released_at: list[datetime] = []
 
-    def repair_after_first_failure() -> None:  # the cause goes away between the two attempts
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            builds = list((data_dir / "dbt-runs").glob("*/build"))
-            try:
-                failed = bool(builds) and resumable(builds[0])
-            except ValueError:  # dbt is still writing run_results.json: read it again
-                failed = False
-            if failed:
-                bad.unlink()
-                repaired_at.append(datetime.now(timezone.utc))
-                return
-            time.sleep(0.2)
+    def release_then_wait(delay_s: float) -> None:  # the cause goes away while the run waits for its retry
+        holder.stdin.close()
+        holder.wait()
+        released_at.append(datetime.now(timezone.utc))
+        time.sleep(delay_s)
 
-    fixer = threading.Thread(target=repair_after_first_failure, daemon=True)
-    fixer.start()
-    state = game_analytics_pipeline.with_options(retries=1, retry_delay_seconds=1)(freshness=False, return_state=True)
-    fixer.join(timeout=5)
+    retrying = pipeline.with_retries
+    monkeypatch.setattr(pipeline, "with_retries", lambda attempt, retries, delay_s: retrying(
+        attempt, retries, delay_s, sleep=release_then_wait))
+    try:
+        state = game_analytics_pipeline.with_options(retries=0)(freshness=False, return_state=True)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+    assert released_at, "the first attempt did not fail as arranged"
     assert state.is_completed(), state.message
-    assert repaired_at, "the first attempt did not fail as arranged"
-    build = next((data_dir / "dbt-runs").glob("*/build"))
-    results = {r["unique_id"]: r for r in json.loads((build / "run_results.json").read_text())["results"]}
-    assert all(r["status"] in ("success", "pass") for r in results.values())
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        assert [s.name for s in client.read_flow_run_states(run_id)] == ["Pending", "Running", "Completed"]
+        builds = [r for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+                  if r.name.startswith("dbt-build")]
+        assert sorted(r.state.name for r in builds) == ["Completed", "Failed"]
+    assert_dbt_node_events_arrived(str(run_id))
 
-    def finished(uid: str) -> datetime:
-        return datetime.fromisoformat(results[uid]["timing"][-1]["completed_at"].replace("Z", "+00:00"))
-
-    # `dbt retry` ran only what had failed or been skipped, after the repair; the models that had
-    # succeeded in the first attempt were not built again
-    assert "model.game_analytics.stg_bronze__players" not in results
-    assert finished("model.game_analytics.mart_daily_kpis") > repaired_at[0]
+    bad_bronze_event(Settings().landing_dir)
+    state = game_analytics_pipeline.with_options(retries=0)(freshness=False, return_state=True)
+    assert state.is_failed() and "event_name" in state.message
+    with get_client(sync_client=True) as client:
+        run_id = state.state_details.flow_run_id
+        builds = [r for r in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+                  if r.name.startswith("dbt-build")]
+        assert [r.state.name for r in builds] == ["Failed"]  # tried once

@@ -5,6 +5,7 @@
         incremental_strategy=new_keys_strategy(),
         on_schema_change='fail',
         partition_by=date_partition('impression_date'),
+        incremental_predicates=merge_pruning('impression_date'),
         cluster_by=clustering(['game_id', 'ad_network']),
     )
 }}

@@ -5,6 +5,7 @@
         incremental_strategy=new_keys_strategy(),
         on_schema_change='fail',
         partition_by=date_partition('event_date'),
+        incremental_predicates=merge_pruning('event_date'),
         cluster_by=clustering(['game_id', 'level']),
     )
 }}

@@ -5,6 +5,7 @@
         incremental_strategy=keyed_strategy(),
         on_schema_change='fail',
         partition_by=date_partition('purchase_date'),
+        incremental_predicates=merge_pruning('purchase_date', 'from_earliest'),
         cluster_by=clustering(['game_id', 'currency']),
     )
 }}

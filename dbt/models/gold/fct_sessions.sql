@@ -5,6 +5,7 @@
         incremental_strategy=keyed_strategy(),
         on_schema_change='fail',
         partition_by=date_partition('activity_date'),
+        incremental_predicates=merge_pruning('activity_date'),
         cluster_by=clustering(['game_id', 'player_id']),
     )
 }}
