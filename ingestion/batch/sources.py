@@ -149,8 +149,9 @@ def daily_bronze_file(day: date) -> str:
 @dataclass(frozen=True)
 class DatabaseTable:
     """A table of the operational database, read as one consistent snapshot in parallel ranges of
-    ``split_key`` (an ordered, ideally indexed column; rows whose key is NULL are read as a range of
-    their own so that they reach the rejected output). The snapshot replaces the bronze table."""
+    ``split_key`` (an ordered, ideally indexed column of the source's key, so that every copy of a
+    key falls in one range; rows whose split key is NULL are read as a range of their own so that
+    they reach the rejected output). The snapshot replaces the bronze table."""
 
     table: str
     split_key: str
@@ -211,7 +212,7 @@ PLAYERS = BatchSource(
         Column("is_test_account", pa.bool_(), parse_bool),
         Column("updated_at", TIMESTAMP, parse_timestamp),
     ),
-    key=("player_id",),
+    key=("game_id", "player_id"),
     layout=FullSnapshot("players.csv"),
     database=DatabaseTable("players", split_key="player_id"),
 )
@@ -226,7 +227,7 @@ STORE_ITEMS = BatchSource(
         Column("list_price_usd", USD_AMOUNT, non_negative(decimal_parser(18, 6))),
         Column("updated_at", TIMESTAMP, parse_timestamp),
     ),
-    key=("sku",),
+    key=("game_id", "sku"),
     layout=FullSnapshot("store_items.csv"),
     database=DatabaseTable("store_items", split_key="sku"),
 )

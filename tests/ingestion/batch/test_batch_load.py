@@ -235,20 +235,23 @@ def test_duplicated_key_rejects_every_copy(settings: Settings, write_export, rea
     }
 
 
-def test_duplicated_player_id_rejects_every_copy(settings: Settings, write_export, read_bronze):
+def test_duplicated_player_of_a_game_rejects_every_copy_and_the_same_id_in_another_game_loads(
+    settings: Settings, write_export, read_bronze
+):
     write_export(
         "players.csv",
         PLAYERS_HEADER
         + "p-1,tiny-tycoon,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
-        + "p-1,tiny-tycoon,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n",
+        + "p-1,tiny-tycoon,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n"
+        + "p-1,space-farm,2024-01-01T00:00:00Z,FR,organic,true,2024-01-02T00:00:00Z\n",
     )
 
     result = run_local("players", DAY, DAY, settings)
 
-    assert (result.rows_loaded, result.rows_rejected) == (0, 2)
-    assert read_bronze("players") == []
+    assert (result.rows_loaded, result.rows_rejected) == (1, 2)
+    assert [row[:2] for row in read_bronze("players")] == [("p-1", "space-farm")]
     assert [reason.split(":")[0] for reason, _ in rejected(read_bronze, "players")] == [
-        "duplicate key player_id='p-1'"
+        "duplicate key game_id='tiny-tycoon', player_id='p-1'"
     ] * 2
 
 

@@ -167,7 +167,7 @@ def test_bad_rows_are_rejected_with_their_reasons(
         ("p-5", "tiny-tycoon", utc(2024, 1, 1), None, "organic", True, utc(2024, 1, 2)),
         ("p-7", "tiny-tycoon", utc(2024, 1, 1), None, None, False, utc(2024, 1, 2)),
     ]
-    duplicate = ("duplicate key player_id='p-3': 2 rows share it in one snapshot; "
+    duplicate = ("duplicate key game_id='tiny-tycoon', player_id='p-3': 2 rows share it in one snapshot; "
                  "all copies rejected, none can be told to be the right one")
     assert sorted((reason, str(raw["player_id"])) for reason, raw in rejected(read_bronze, "players")) == sorted([
         ("player_id None is required but null or empty", "None"),
