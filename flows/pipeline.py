@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows.batch import cancel_dataflow_jobs, ingest_source
+from flows.batch import DEFAULT_MAX_REJECTED_SHARE, cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
     NOT_IN_PRODUCTION,
@@ -63,6 +63,7 @@ class PipelineParameters(BaseModel):
     freshness: bool = True
     dbt_timeout_s: int = Field(default=3600, gt=0)
     dataflow_timeout_s: int = Field(default=7200, gt=0)
+    max_rejected_share: float = Field(default=DEFAULT_MAX_REJECTED_SHARE, ge=0, le=1)
 
     @field_validator("sources")
     @classmethod
@@ -175,7 +176,8 @@ def prepare_landing() -> None:
 @task(name="ingest-batch", task_run_name="ingest-{source}", retries=3, retry_delay_seconds=exponential_backoff(10),
       retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient, persist_result=True)
 def ingest_batch(source: str, start: date, end: date, params: PipelineParameters) -> LoadResult:
-    return ingest_source(source, start, end, Settings(target=params.target), params.dataflow_timeout_s)
+    return ingest_source(source, start, end, Settings(target=params.target), params.dataflow_timeout_s,
+                         params.max_rejected_share)
 
 
 @task(name="dbt-build", persist_result=True)
@@ -247,6 +249,7 @@ def game_analytics_pipeline(
     notify_block: str | None = None,
     dbt_timeout_s: int = 3600,
     dataflow_timeout_s: int = 7200,
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
 ) -> list[dict]:
     """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests.
 
@@ -254,7 +257,8 @@ def game_analytics_pipeline(
     by default the one in the GA_NOTIFY_BLOCK setting."""
     params = PipelineParameters(target=target, sources=sources, select=select, exclude=exclude,
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
-                                dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
+                                dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s,
+                                max_rejected_share=max_rejected_share)
     settings = Settings(target=params.target)
     window_start, window_end = params.window(date.today())
     run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))

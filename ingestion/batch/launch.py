@@ -140,7 +140,7 @@ def launch_dataflow(
         sdk_container_image=settings.dataflow_sdk_image,
     )
     job_id = launch_flex_template(templates or default_templates_client(), request)
-    return LoadResult(source, None, None, DATAFLOW_RUNNER, job_id)
+    return LoadResult(source, DATAFLOW_RUNNER, job_id, rows_read=None, rows_loaded=None, rows_rejected=None)
 
 
 def launch(

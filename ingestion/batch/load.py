@@ -2,18 +2,25 @@
 :class:`LoadSpec`, and, for the local sink, stage and promote the bronze files."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import apache_beam as beam
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.runners.runner import PipelineRunner
+from apache_beam.runners.runner import PipelineResult, PipelineRunner
 
 from ingestion.batch.bigquery import write_bronze_to_bigquery
 from ingestion.batch.options import LoadSpec
 from ingestion.batch.pipeline import (
+    METRICS_NAMESPACE,
+    REJECTED_PREFIX,
     REJECTED_SCHEMA,
     REJECTED_TABLE,
+    ROWS_LOADED,
+    ROWS_READ,
+    ROWS_REJECTED,
     Loaded,
     read_database,
     read_exports,
@@ -26,13 +33,59 @@ from ingestion.batch.staging import promote, staged_rows, staging_area
 
 @dataclass(frozen=True)
 class LoadResult:
-    """A finished local load (row counts known), or a launched Dataflow job (counts None, job id)."""
+    """A finished load's row counts (from the pipeline's counters), or a launched Dataflow job
+    (counts None until the job's metrics are read). ``rejection_reasons``: rejection kind -> rows."""
 
     source: str
-    rows_loaded: int | None
-    rows_rejected: int | None
     runner: str
     job_id: str | None
+    rows_read: int | None
+    rows_loaded: int | None
+    rows_rejected: int | None
+    rejection_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class LoadRejected(RuntimeError):
+    """A load rejected too large a share of its rows, or loaded none from a non-empty source."""
+
+
+def check_load(result: LoadResult, max_rejected_share: float) -> None:
+    """Raise LoadRejected, naming the source, the rejected share and the main rejection kinds, when
+    more than ``max_rejected_share`` of the rows read were rejected, or when rows were read and none
+    loaded. A load whose counts are not known yet (a running Dataflow job) passes."""
+    if not 0 <= max_rejected_share <= 1:
+        raise ValueError(f"max_rejected_share must be between 0 and 1, not {max_rejected_share}")
+    read, loaded, rejected = result.rows_read, result.rows_loaded, result.rows_rejected
+    if read is None or loaded is None or rejected is None or read == 0:
+        return
+    share = rejected / read
+    if share <= max_rejected_share and loaded > 0:
+        return
+    top = sorted(result.rejection_reasons.items(), key=lambda item: (-item[1], item[0]))[:3]
+    reasons = ", ".join(f"{kind} {rows}" for kind, rows in top) or "none recorded"
+    what = "loaded no row" if loaded == 0 else f"rejected more than {max_rejected_share:.1%}"
+    raise LoadRejected(
+        f"batch load of {result.source} {what}: {rejected} of {read} rows read rejected ({share:.1%}); "
+        f"top reasons: {reasons} (rows in bronze batch_rejected)"
+    )
+
+
+def counts_from_metrics(counters: Mapping[str, int]) -> tuple[int, int, int, dict[str, int]]:
+    """(rows read, loaded, rejected, rejection kind -> rows) from the pipeline's counters by name
+    (namespace ga_batch; a counter never incremented is absent, so 0)."""
+    reasons = {name.removeprefix(REJECTED_PREFIX): rows for name, rows in counters.items()
+               if name.startswith(REJECTED_PREFIX) and rows}
+    return counters.get(ROWS_READ, 0), counters.get(ROWS_LOADED, 0), counters.get(ROWS_REJECTED, 0), reasons
+
+
+def pipeline_counters(result: PipelineResult) -> dict[str, int]:
+    """The load's counters from a finished pipeline's metrics, by name."""
+    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    counters: dict[str, int] = {}
+    for counter in query["counters"]:
+        value = counter.committed if counter.committed is not None else counter.attempted
+        counters[counter.key.metric.name] = counters.get(counter.key.metric.name, 0) + int(value or 0)
+    return counters
 
 
 def export_files(spec: LoadSpec) -> list[SourceFile]:
@@ -81,12 +134,16 @@ def run_to_landing(spec: LoadSpec, runner: PipelineRunner, options: PipelineOpti
     files = check_inputs(spec)
     name = spec.source.name
     if not spec.reads_database and not files:
-        return LoadResult(name, 0, 0, runner_name, None)
+        return LoadResult(name, runner_name, None, rows_read=0, rows_loaded=0, rows_rejected=0)
     landing = Path(spec.landing_dir)
     with staging_area(landing, f"batch-{name}") as staging:
         with beam.Pipeline(runner=runner, options=options) as pipeline:
             build_load(pipeline, spec, files, staging)
-        rows_loaded = staged_rows(staging, name)
-        rows_rejected = staged_rows(staging, REJECTED_TABLE)
+        read, loaded, rejected, reasons = counts_from_metrics(pipeline_counters(pipeline.result))
+        staged = (staged_rows(staging, name), staged_rows(staging, REJECTED_TABLE))
+        if staged != (loaded, rejected) or read != loaded + rejected:  # no row lost on the way
+            raise RuntimeError(f"batch load of {name}: counted {read} rows read, {loaded} loaded and {rejected} "
+                               f"rejected, staged {staged[0]} and {staged[1]}")
         promote(staging, landing, {name: spec.source.schema, REJECTED_TABLE: REJECTED_SCHEMA})
-    return LoadResult(name, rows_loaded, rows_rejected, runner_name, None)
+    return LoadResult(name, runner_name, None, rows_read=read, rows_loaded=loaded, rows_rejected=rejected,
+                      rejection_reasons=reasons)

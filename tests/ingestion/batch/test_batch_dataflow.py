@@ -77,7 +77,7 @@ def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_
     result = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="9F1C-Run_01",
                     templates=fake)
 
-    assert result == LoadResult("players", None, None, "DataflowRunner", "2024-01-06_03_00_00-123456789")
+    assert result == LoadResult("players", "DataflowRunner", "2024-01-06_03_00_00-123456789", rows_read=None, rows_loaded=None, rows_rejected=None)
     [request] = fake.requests
     assert isinstance(request, LaunchFlexTemplateRequest)
     assert (request.project_id, request.location) == ("studio-analytics", "europe-west1")

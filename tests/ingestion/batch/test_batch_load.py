@@ -46,7 +46,7 @@ def test_players_snapshot_lands_row_for_row(settings: Settings, write_export, re
 
     result = run_local("players", DAY, DAY, settings)
 
-    assert result == LoadResult("players", rows_loaded=2, rows_rejected=0, runner="DirectRunner", job_id=None)
+    assert result == LoadResult("players", "DirectRunner", None, rows_read=2, rows_loaded=2, rows_rejected=0)
     assert read_bronze("players") == [
         ("p-1", "tiny-tycoon", utc(2024, 1, 1, 23, 59, 59, 250000), None, "paid, social", True,
          utc(2024, 1, 4, 12), str(path)),
@@ -335,3 +335,87 @@ def test_local_load_never_tries_prism_or_the_network(settings: Settings, write_e
     write_export("fx_rates/fx_rates_2024-01-05.csv", FX_HEADER + "2024-01-05,EUR,1.09\n")
 
     assert run_local("fx_rates", DAY, DAY, settings).rows_loaded == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# every load reports its counts; a load that is mostly rejected fails loudly
+
+
+def test_a_load_counts_rows_read_loaded_and_rejected_by_kind(settings: Settings, write_export):
+    write_export(
+        "fx_rates/fx_rates_2024-01-05.csv",
+        FX_HEADER + "2024-01-05,EUR,1.09\n2024-01-05,XXX,1.0\n2024-01-05,GBP,-1\n2024-01-05,CHF,1.1\n"
+        + "2024-01-05,CHF,1.2\n,JPY,0.0067\n2024-01-04,SEK,0.09\n2024-01-05,NOK,abc\n2024-01-05,DKK\n",
+    )
+
+    result = run_local("fx_rates", DAY, DAY, settings)
+
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (9, 1, 8)
+    assert result.rejection_reasons == {"unknown_currency": 1, "negative_rate": 1, "duplicate_key": 2, "null_key": 1,
+                                        "wrong_export_date": 1, "wrong_type": 1, "wrong_field_count": 1}
+
+
+def test_check_load_fails_above_the_rejected_share_or_when_nothing_loads():
+    from ingestion.batch.load import LoadRejected, check_load
+
+    def load(read: int | None, loaded: int | None, rejected: int | None, **reasons: int) -> LoadResult:
+        return LoadResult("players", "DirectRunner", None, read, loaded, rejected, reasons)
+
+    check_load(load(100, 95, 5, null_key=5), 0.05)  # at the threshold
+    check_load(load(0, 0, 0), 0.05)  # an empty source
+    check_load(load(None, None, None), 0.05)  # a job whose counts are not known yet
+    with pytest.raises(LoadRejected, match=re.escape(
+            "batch load of players rejected more than 5.0%: 6 of 100 rows read rejected (6.0%); "
+            "top reasons: duplicate_key 4, null_key 1, wrong_type 1")):
+        check_load(load(100, 94, 6, wrong_type=1, duplicate_key=4, null_key=1), 0.05)
+    with pytest.raises(LoadRejected, match=re.escape("batch load of players loaded no row: 3 of 3 rows read rejected")):
+        check_load(load(3, 0, 3, duplicate_key=3), 1.0)
+    with pytest.raises(ValueError, match="max_rejected_share must be between 0 and 1, not 5"):
+        check_load(load(1, 1, 0), 5)
+
+
+def test_an_entirely_rejected_load_fails_its_task_with_the_reasons(
+        settings: Settings, write_export, read_bronze, prefect_api: str, monkeypatch: pytest.MonkeyPatch):
+    from prefect import flow
+
+    from flows.pipeline import PipelineParameters, ingest_batch
+
+    monkeypatch.setenv("GA_DATA_DIR", str(settings.data_dir))
+    write_export(
+        "players.csv",
+        PLAYERS_HEADER
+        + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
+        + "p-1,dragon_idle,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n"
+        + ",dragon_idle,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n",
+    )
+
+    @flow(name="one-batch-load")
+    def one_load() -> LoadResult:
+        return ingest_batch(source="players", start=DAY, end=DAY, params=PipelineParameters(sources=["players"]))
+
+    state = one_load(return_state=True)
+
+    assert state.is_failed()
+    assert ("batch load of players loaded no row: 3 of 3 rows read rejected (100.0%); "
+            "top reasons: duplicate_key 2, null_key 1") in state.message
+    assert len(rejected(read_bronze, "players")) == 3  # the reasons stay in bronze for a look
+    with pytest.raises(ValueError, match="max_rejected_share"):
+        PipelineParameters(max_rejected_share=1.5)
+
+
+def test_an_emptied_snapshot_empties_bronze_and_a_clean_rerun_replaces_the_rejected_rows(
+        settings: Settings, write_export, read_bronze):
+    write_export("players.csv", PLAYERS_HEADER
+                 + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
+                 + "p-2,dragon_idle,yesterday,DE,organic,false,2024-01-01T00:00:00Z\n")
+    first = run_local("players", DAY, DAY, settings)
+    assert (first.rows_loaded, first.rows_rejected) == (1, 1) and len(rejected(read_bronze, "players")) == 1
+
+    write_export("players.csv", PLAYERS_HEADER + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n")
+    clean = run_local("players", DAY, DAY, settings)
+    assert (clean.rows_loaded, clean.rows_rejected) == (1, 0) and rejected(read_bronze, "players") == []
+
+    write_export("players.csv", PLAYERS_HEADER)
+    emptied = run_local("players", DAY, DAY, settings)
+    assert (emptied.rows_read, emptied.rows_loaded, emptied.rows_rejected) == (0, 0, 0)
+    assert read_bronze("players") == [] and rejected(read_bronze, "players") == []

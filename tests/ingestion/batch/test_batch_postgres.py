@@ -18,7 +18,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from deployments.local.postgres import free_port
 from ingestion.batch.batches import type_batch
 from ingestion.batch.launch import LoadResult, local_runner, run_local
-from ingestion.batch.pipeline import VALID, DatabaseRead, RawRow, read_database, type_row
+from ingestion.batch.pipeline import VALID, DatabaseRead, RawRow, RowRejected, read_database, type_row
 from ingestion.batch.postgres import (
     DatabaseUnreachable,
     KeyRange,
@@ -79,7 +79,7 @@ def test_players_table_lands_row_for_row_from_parallel_key_ranges(
 
     result = run_local("players", DAY, DAY, db_settings)
 
-    assert result == LoadResult("players", rows_loaded=9, rows_rejected=0, runner="DirectRunner", job_id=None)
+    assert result == LoadResult("players", "DirectRunner", None, rows_read=9, rows_loaded=9, rows_rejected=0)
     label = lineage(postgres_dsn, db_schema, "players")
     assert label == f"postgresql://127.0.0.1:{postgres_dsn.rsplit(':', 1)[1].split('/')[0]}/studio/{db_schema}.players"
     assert read_bronze("players") == [
@@ -225,12 +225,13 @@ def test_vectorised_typing_agrees_with_row_by_row_typing():
     for index, values in enumerate(texts.to_pylist()):
         try:
             row = type_row(PLAYERS, RawRow(file, 0, values), LOADED_AT)
-        except ValueError as error:
-            expected_rejected.append((index, str(error)))
+        except RowRejected as error:
+            expected_rejected.append((index, str(error), error.kind))
             continue
         expected_valid.append({k: v for k, v in row.items() if not k.startswith("_")})
     assert typed.valid.to_pylist() == expected_valid
     assert typed.rejected == expected_rejected
+    assert {kind for _, _, kind in typed.rejected} == {"null_key", "wrong_type"}
     assert len(expected_valid) == 3 and typed.valid.schema == pa.schema([c.field() for c in PLAYERS.columns])
 
 
@@ -252,7 +253,8 @@ def test_a_rerun_leaves_bronze_exactly_as_one_run_does(
 
     second = run_local("players", DAY, DAY, db_settings)
 
-    assert first == second == LoadResult("players", 19, 3, "DirectRunner", None)
+    assert first == second == LoadResult("players", "DirectRunner", None, rows_read=22, rows_loaded=19, rows_rejected=3,
+                                           rejection_reasons={"null_key": 1, "duplicate_key": 2})
     assert (read_bronze("players"), read_bronze("batch_rejected"), landing_files()) == once
     bronze = pq.read_table(settings.landing_dir / "players" / "snapshot.parquet")
     assert bronze.column("player_id").to_pylist() == sorted(f"p-{i:02d}" for i in range(20) if i != 5)
