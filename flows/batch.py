@@ -78,12 +78,12 @@ def report_load(result: LoadResult, max_rejected_share: float) -> LoadResult:
 
 
 def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float,
-                  max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE) -> LoadResult:
+                  max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE, only_changed: bool = False) -> LoadResult:
     # Beam and the Google clients load only where a batch load runs, not with every flow
     from ingestion.batch import dataflow
     from ingestion.batch.launch import launch
 
-    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
+    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"), only_changed=only_changed)
     if result.job_id is None:  # ran to the end in this process
         return report_load(result, max_rejected_share)
     url = dataflow.console_url(settings.gcp_project or "", settings.gcp_region, result.job_id)

@@ -64,6 +64,10 @@ class PipelineParameters(BaseModel):
     dbt_timeout_s: int = Field(default=3600, gt=0)
     dataflow_timeout_s: int = Field(default=7200, gt=0)
     max_rejected_share: float = Field(default=DEFAULT_MAX_REJECTED_SHARE, ge=0, le=1)
+    # without start: daily exports of the last batch_days days (a daily run) instead of every one
+    batch_days: int | None = Field(default=None, gt=0)
+    # only the exports new or changed since they were last loaded (an hourly run; local bronze)
+    changed_only: bool = False
 
     @field_validator("sources")
     @classmethod
@@ -76,13 +80,17 @@ class PipelineParameters(BaseModel):
     def _window(self) -> "PipelineParameters":
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        if self.changed_only and self.target != "local":
+            raise ValueError("changed_only: the loaded exports' versions are kept in the local bronze; "
+                             f"on target {self.target}, set batch_days instead")
         reserved = {"start_date", "end_date"} & set(self.vars)
         if reserved:
             raise ValueError(f"vars: {sorted(reserved)} are set from start/end, not from vars")
         return self
 
     def window(self, today: date) -> tuple[date, date]:
-        return self.start or EARLIEST, self.end or today + timedelta(days=1)
+        earliest = today - timedelta(days=self.batch_days) if self.batch_days else EARLIEST
+        return self.start or earliest, self.end or today + timedelta(days=1)
 
 
 def dbt_run_dir(settings: Settings, run_id: str) -> Path:
@@ -177,7 +185,7 @@ def prepare_landing() -> None:
       retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient, persist_result=True)
 def ingest_batch(source: str, start: date, end: date, params: PipelineParameters) -> LoadResult:
     return ingest_source(source, start, end, Settings(target=params.target), params.dataflow_timeout_s,
-                         params.max_rejected_share)
+                         params.max_rejected_share, params.changed_only)
 
 
 @task(name="dbt-build", persist_result=True)
@@ -250,6 +258,8 @@ def game_analytics_pipeline(
     dbt_timeout_s: int = 3600,
     dataflow_timeout_s: int = 7200,
     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
+    batch_days: int | None = None,
+    changed_only: bool = False,
 ) -> list[dict]:
     """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests.
 
@@ -258,7 +268,8 @@ def game_analytics_pipeline(
     params = PipelineParameters(target=target, sources=sources, select=select, exclude=exclude,
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s,
-                                max_rejected_share=max_rejected_share)
+                                max_rejected_share=max_rejected_share, batch_days=batch_days,
+                                changed_only=changed_only)
     settings = Settings(target=params.target)
     window_start, window_end = params.window(date.today())
     run_dir = dbt_run_dir(settings, str(flow_run.get_id() or "adhoc"))

@@ -67,14 +67,15 @@ def local_spec(source: str, start: date, end: date, settings: Settings) -> LoadS
     )
 
 
-def run_local(source: str, start: date, end: date, settings: Settings) -> LoadResult:
+def run_local(source: str, start: date, end: date, settings: Settings, only_changed: bool = False) -> LoadResult:
     """Load ``source`` into ``settings.landing_dir`` in this process and return when done.
-    Snapshots ignore the window; daily sources load the files dated within ``[start, end]``.
+    Snapshots ignore the window; daily sources load the files dated within ``[start, end]``; with
+    ``only_changed``, only those not loaded before in their current version.
 
     Raises, before anything is written: SourceFileMissing naming the path of a missing export,
     DatabaseUnreachable naming the host and database. Any failure leaves bronze as it was."""
     spec = local_spec(source, start, end, settings)
-    return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER)
+    return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER, only_changed=only_changed)
 
 
 def flex_parameters(source: str, start: date, end: date, settings: Settings) -> dict[str, str]:
@@ -151,9 +152,14 @@ def launch(
     *,
     run_id: str | None = None,
     templates: TemplatesClient | None = None,
+    only_changed: bool = False,
 ) -> LoadResult:
     """Run the load locally (``settings.target == "local"``; returns when done) or launch it on
-    Dataflow (``"bigquery"``; returns with the job id, labelled with ``run_id``)."""
+    Dataflow (``"bigquery"``; returns with the job id, labelled with ``run_id``). ``only_changed``
+    (local only): load only the export files not loaded before in their current version."""
     if settings.target == "local":
-        return run_local(source, start, end, settings)
+        return run_local(source, start, end, settings, only_changed=only_changed)
+    if only_changed:
+        raise ValueError("only_changed: the versions of loaded export files are kept in the local bronze only; "
+                         "on bigquery, load a window of days")
     return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates)

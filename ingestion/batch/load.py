@@ -1,5 +1,12 @@
 """One batch load, whatever runs it: check the inputs, build the graph (a reader and a sink) from a
-:class:`LoadSpec`, and, for the local sink, stage and promote the bronze files."""
+:class:`LoadSpec`, and, for the local sink, stage and promote the bronze files.
+
+Each local load records, in bronze table ``batch_loaded_files``, the version (size and last
+modification) of every export file it loaded, promoted together with the rows it read: a load that
+fails records nothing. A load with ``only_changed`` (the hourly runs) reads only the files of its
+window whose version differs from the recorded one, so an unchanged export is never loaded twice and
+a re-exported one is. A file changed while it was being loaded keeps its earlier version on record
+and is loaded again by the next run."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,6 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.runner import PipelineResult, PipelineRunner
@@ -27,8 +37,20 @@ from ingestion.batch.pipeline import (
     stage_local,
 )
 from ingestion.batch.postgres import check_table
-from ingestion.batch.sources import SourceFile
+from ingestion.batch.sources import TIMESTAMP, SourceFile
 from ingestion.batch.staging import promote, staged_rows, staging_area
+from ingestion.landing import write_table
+
+LOADED_FILES_TABLE = "batch_loaded_files"
+LOADED_FILES_SCHEMA = pa.schema([
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("bronze_file", pa.string(), nullable=False),
+    pa.field("path", pa.string(), nullable=False),
+    pa.field("size_bytes", pa.int64(), nullable=False),
+    pa.field("modified_epoch_s", pa.float64(), nullable=False),  # as the filesystem reports it
+    pa.field("_loaded_at", TIMESTAMP, nullable=False),
+])
+FileVersion = tuple[int, float]  # (size in bytes, last modification in epoch seconds)
 
 
 @dataclass(frozen=True)
@@ -88,6 +110,41 @@ def pipeline_counters(result: PipelineResult) -> dict[str, int]:
     return counters
 
 
+def file_versions(files: list[SourceFile]) -> dict[str, FileVersion]:
+    """Each export file's current version, by path (a GCS object's changes with each generation)."""
+    if not files:
+        return {}
+    versions: dict[str, FileVersion] = {}
+    for matched in FileSystems.match([file.path for file in files]):
+        for metadata in matched.metadata_list:
+            versions[metadata.path] = (int(metadata.size_in_bytes), float(metadata.last_updated_in_seconds))
+    return versions
+
+
+def loaded_versions(landing_dir: Path, source: str) -> dict[str, FileVersion]:
+    """The version of each export file of ``source`` as last loaded into this landing area."""
+    folder = landing_dir / LOADED_FILES_TABLE
+    if not folder.is_dir():
+        return {}
+    table = pq.read_table(folder, schema=LOADED_FILES_SCHEMA, filters=[("source", "=", source)])
+    return {row["path"]: (row["size_bytes"], row["modified_epoch_s"]) for row in table.to_pylist()}
+
+
+def changed_files(files: list[SourceFile], versions: dict[str, FileVersion], loaded: dict[str, FileVersion]) -> list[SourceFile]:
+    """The files whose current version is not the one last loaded (new files included)."""
+    return [file for file in files if loaded.get(file.path) != versions.get(file.path)]
+
+
+def stage_loaded_files(staging: Path, spec: LoadSpec, files: list[SourceFile], versions: dict[str, FileVersion]) -> None:
+    """One record per bronze file of the load: the export file it now holds and that file's version."""
+    for file in files:
+        size, modified = versions[file.path]
+        row = {"source": spec.source.name, "bronze_file": file.bronze_file, "path": file.path, "size_bytes": size,
+               "modified_epoch_s": modified, "_loaded_at": spec.loaded_at}
+        write_table(pa.Table.from_pylist([row], schema=LOADED_FILES_SCHEMA), staging / LOADED_FILES_TABLE,
+                    f"{spec.source.name}__{file.bronze_file}")
+
+
 def export_files(spec: LoadSpec) -> list[SourceFile]:
     """The export files of the load's window; raises SourceFileMissing naming the path."""
     if spec.exports_location is None:
@@ -126,12 +183,17 @@ def build_load(pipeline: beam.Pipeline, spec: LoadSpec, files: list[SourceFile],
     )
 
 
-def run_to_landing(spec: LoadSpec, runner: PipelineRunner, options: PipelineOptions, runner_name: str) -> LoadResult:
+def run_to_landing(spec: LoadSpec, runner: PipelineRunner, options: PipelineOptions, runner_name: str,
+                   only_changed: bool = False) -> LoadResult:
     """Run the load with the local sink until done, then promote its files into the landing area.
-    Nothing reaches bronze unless the whole pipeline succeeded."""
+    Nothing reaches bronze unless the whole pipeline succeeded. With ``only_changed``, only the
+    export files not loaded before in their current version are read (a database is always read)."""
     if spec.landing_dir is None:
         raise ValueError("the local sink needs a landing folder")
     files = check_inputs(spec)
+    versions = file_versions(files)
+    if only_changed:
+        files = changed_files(files, versions, loaded_versions(Path(spec.landing_dir), spec.source.name))
     name = spec.source.name
     if not spec.reads_database and not files:
         return LoadResult(name, runner_name, None, rows_read=0, rows_loaded=0, rows_rejected=0)
@@ -144,6 +206,8 @@ def run_to_landing(spec: LoadSpec, runner: PipelineRunner, options: PipelineOpti
         if staged != (loaded, rejected) or read != loaded + rejected:  # no row lost on the way
             raise RuntimeError(f"batch load of {name}: counted {read} rows read, {loaded} loaded and {rejected} "
                                f"rejected, staged {staged[0]} and {staged[1]}")
-        promote(staging, landing, {name: spec.source.schema, REJECTED_TABLE: REJECTED_SCHEMA})
+        stage_loaded_files(staging, spec, files, versions)
+        promote(staging, landing, {name: spec.source.schema, REJECTED_TABLE: REJECTED_SCHEMA,
+                                   LOADED_FILES_TABLE: LOADED_FILES_SCHEMA})
     return LoadResult(name, runner_name, None, rows_read=read, rows_loaded=loaded, rows_rejected=rejected,
                       rejection_reasons=reasons)

@@ -53,6 +53,8 @@ def test_players_snapshot_lands_row_for_row(settings: Settings, write_export, re
         ("p-2", "tiny-tycoon", utc(2024, 1, 2, 8, 30), "FR", "organic", False, utc(2024, 1, 3), str(path)),
     ]
     assert landing_files() == [
+        "batch_loaded_files/_empty.parquet",
+        "batch_loaded_files/players__snapshot.parquet",
         "batch_rejected/_empty.parquet",
         "batch_rejected/players__snapshot.parquet",
         "players/_empty.parquet",
@@ -419,3 +421,56 @@ def test_an_emptied_snapshot_empties_bronze_and_a_clean_rerun_replaces_the_rejec
     emptied = run_local("players", DAY, DAY, settings)
     assert (emptied.rows_read, emptied.rows_loaded, emptied.rows_rejected) == (0, 0, 0)
     assert read_bronze("players") == [] and rejected(read_bronze, "players") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# incremental windows: an hourly run loads only the exports new or changed since their last load
+
+
+def test_an_hourly_run_after_a_daily_run_loads_only_new_or_changed_exports(
+        settings: Settings, write_export, read_bronze, landing_files):
+    import os
+
+    from ingestion.batch.load import LOADED_FILES_TABLE
+
+    for day in (3, 4, 5):
+        write_export(f"fx_rates/fx_rates_2024-01-0{day}.csv", FX_HEADER + f"2024-01-0{day},EUR,1.0{day}\n")
+    daily = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 6), settings)
+    assert daily.rows_read == 3
+    loaded = {path: (settings.landing_dir / path).stat().st_mtime_ns for path in landing_files()}
+
+    hourly = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 6), settings, only_changed=True)
+    assert (hourly.rows_read, hourly.rows_loaded, hourly.rows_rejected) == (0, 0, 0)
+    assert {path: (settings.landing_dir / path).stat().st_mtime_ns for path in landing_files()} == loaded
+
+    # the 4th is exported again with a corrected rate, the 8th for the first time
+    corrected = write_export("fx_rates/fx_rates_2024-01-04.csv", FX_HEADER + "2024-01-04,EUR,1.041\n")
+    os.utime(corrected, (loaded_mtime := corrected.stat().st_mtime + 60, loaded_mtime))
+    write_export("fx_rates/fx_rates_2024-01-08.csv", FX_HEADER + "2024-01-08,EUR,1.08\n")
+    hourly = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 9), settings, only_changed=True)
+
+    assert (hourly.rows_read, hourly.rows_loaded) == (2, 2)
+    assert [row[:3] for row in read_bronze("fx_rates")] == [
+        (date(2024, 1, d), "EUR", Decimal(rate)) for d, rate in ((3, "1.03"), (4, "1.041"), (5, "1.05"), (8, "1.08"))]
+    rewritten = {path for path in landing_files()
+                 if loaded.get(path) != (settings.landing_dir / path).stat().st_mtime_ns}
+    assert rewritten == {f"{table}/{prefix}date=2024-01-0{d}.parquet" for d in (4, 8)
+                         for table, prefix in (("fx_rates", ""), ("batch_rejected", "fx_rates__"),
+                                               (LOADED_FILES_TABLE, "fx_rates__"))}
+    again = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 9), settings, only_changed=True)
+    assert again.rows_read == 0
+
+
+def test_the_flow_parameters_choose_the_batch_window():
+    from flows.pipeline import EARLIEST, PipelineParameters
+
+    today = date(2026, 3, 10)
+    assert PipelineParameters().window(today) == (EARLIEST, date(2026, 3, 11))  # every export
+    assert PipelineParameters(batch_days=3).window(today) == (date(2026, 3, 7), date(2026, 3, 11))  # a daily run
+    assert PipelineParameters(batch_days=3, start=date(2026, 1, 1), end=date(2026, 1, 31)).window(today) == (
+        date(2026, 1, 1), date(2026, 1, 31))  # a backfill's window wins
+    assert PipelineParameters(changed_only=True).changed_only
+    with pytest.raises(ValueError, match="changed_only: .* on target bigquery, set batch_days instead"):
+        PipelineParameters(target="bigquery", changed_only=True)
+    with pytest.raises(ValueError, match="batch_days"):
+        PipelineParameters(batch_days=0)
