@@ -24,6 +24,7 @@ the job ends (the in-process runner's result, Dataflow's job metrics).
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -86,9 +87,15 @@ ROWS_REJECTED = "rows_rejected"
 REJECTED_PREFIX = "rejected."
 
 
+@functools.cache
+def counter(name: str) -> Any:
+    # a counter object resolves the running step's metrics container on each inc
+    return Metrics.counter(METRICS_NAMESPACE, name)
+
+
 def count(name: str, rows: int = 1) -> None:
     if rows:
-        Metrics.counter(METRICS_NAMESPACE, name).inc(rows)
+        counter(name).inc(rows)
 
 
 def count_rejected(kind: str, rows: int = 1) -> None:
