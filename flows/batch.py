@@ -70,9 +70,13 @@ def report_load(result: LoadResult, max_rejected_share: float) -> LoadResult:
     rejected more than ``max_rejected_share`` of its rows or loaded none from a non-empty source."""
     from ingestion.batch.load import check_load
 
-    reasons = ", ".join(f"{kind} {rows}" for kind, rows in sorted(result.rejection_reasons.items()))
-    get_run_logger().info("%s: %s rows read, %s loaded, %s rejected%s (%s)", result.source, result.rows_read,
-                          result.rows_loaded, result.rows_rejected, f" ({reasons})" if reasons else "", result.runner)
+    logger = get_run_logger()
+    if result.rows_read is None:
+        logger.warning("%s: the %s load reported no row counts", result.source, result.runner)
+    else:
+        reasons = ", ".join(f"{kind} {rows}" for kind, rows in sorted(result.rejection_reasons.items()))
+        logger.info("%s: %d rows read, %s loaded, %s rejected%s (%s)", result.source, result.rows_read,
+                    result.rows_loaded, result.rows_rejected, f" ({reasons})" if reasons else "", result.runner)
     check_load(result, max_rejected_share)
     return result
 
