@@ -63,7 +63,27 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
     raise AssertionError("unreachable")
 
 
-def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float) -> LoadResult:
+DEFAULT_MAX_REJECTED_SHARE = 0.05
+
+
+def report_load(result: LoadResult, max_rejected_share: float) -> LoadResult:
+    """Log the load's counts and fail (LoadRejected, with the main rejection kinds) when it
+    rejected more than ``max_rejected_share`` of its rows or loaded none from a non-empty source."""
+    from ingestion.batch.load import check_load
+
+    logger = get_run_logger()
+    if result.rows_read is None:
+        logger.warning("%s: the %s load reported no row counts", result.source, result.runner)
+    else:
+        reasons = ", ".join(f"{kind} {rows}" for kind, rows in sorted(result.rejection_reasons.items()))
+        logger.info("%s: %d rows read, %s loaded, %s rejected%s (%s)", result.source, result.rows_read,
+                    result.rows_loaded, result.rows_rejected, f" ({reasons})" if reasons else "", result.runner)
+    check_load(result, max_rejected_share)
+    return result
+
+
+def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float,
+                  max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE, only_changed: bool = False) -> LoadResult:
     # Beam and the Google clients load only where a batch load runs, not with every flow
     from ingestion.batch import dataflow
     from ingestion.batch.launch import DataflowLaunch, dataflow_result, launch
@@ -71,19 +91,15 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     run_id = str(flow_run.get_id() or "adhoc")
     if settings.target != "local":
         cancel_jobs_of_ended_runs(settings, run_id)
-    result = launch(source, start, end, settings, run_id=run_id)
+    result = launch(source, start, end, settings, run_id=run_id, only_changed=only_changed)
     if not isinstance(result, DataflowLaunch):  # ran to the end in this process
-        get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
-                              result.rows_rejected, result.runner)
-        return result
+        return report_load(result, max_rejected_share)
     url = dataflow.console_url(settings.gcp_project or "", settings.gcp_region, result.job_id)
     create_link_artifact(link=url, link_text=f"Dataflow job {result.job_id}", key=f"dataflow-{source.replace('_', '-')}",
                          description=f"Batch ingestion of {source}, {start} to {end}")
     wait_for_job(result.job_id, settings, timeout_s)
     counts = dataflow.job_counts(result.job_id, settings)
-    get_run_logger().info("%s: %d rows read, %d loaded, %d rejected (Dataflow job %s)", source, counts.rows_read,
-                          counts.rows_loaded, counts.rows_rejected, result.job_id)
-    return dataflow_result(result, counts)
+    return report_load(dataflow_result(result, counts), max_rejected_share)
 
 
 def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str, client: JobsClient | None = None) -> list[str]:

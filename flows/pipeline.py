@@ -20,7 +20,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator, model_validator
 
-from flows.batch import cancel_dataflow_jobs, ingest_source
+from flows.batch import DEFAULT_MAX_REJECTED_SHARE, cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
     NOT_IN_PRODUCTION,
@@ -113,6 +113,11 @@ class PipelineParameters(BaseModel):
     freshness: bool = True
     dbt_timeout_s: int = Field(default=3600, gt=0)
     dataflow_timeout_s: int = Field(default=7200, gt=0)
+    max_rejected_share: float = Field(default=DEFAULT_MAX_REJECTED_SHARE, ge=0, le=1)
+    # without start: daily exports of the last batch_days days (a daily run) instead of every one
+    batch_days: int | None = Field(default=None, gt=0)
+    # only the exports new or changed since they were last loaded (an hourly run; local bronze)
+    changed_only: bool = False
 
     @field_validator("sources")
     @classmethod
@@ -125,10 +130,14 @@ class PipelineParameters(BaseModel):
     def _window(self) -> "PipelineParameters":
         if self.start and self.end and self.start > self.end:
             raise ValueError(f"start ({self.start}) is after end ({self.end})")
+        if self.changed_only and self.target != "local":
+            raise ValueError("changed_only: the loaded exports' versions are kept in the local bronze; "
+                             f"on target {self.target}, set batch_days instead")
         return self
 
     def window(self, today: date) -> tuple[date, date]:
-        return self.start or EARLIEST, self.end or today + timedelta(days=1)
+        earliest = today - timedelta(days=self.batch_days) if self.batch_days else EARLIEST
+        return self.start or earliest, self.end or today + timedelta(days=1)
 
 
 # the Prefect global concurrency limit (1 slot) every run that writes the warehouse holds from its
@@ -274,7 +283,8 @@ def prepare_landing() -> None:
 @task(name="ingest-batch", task_run_name="ingest-{source}", retries=3, retry_delay_seconds=exponential_backoff(10),
       retry_jitter_factor=0.5, retry_condition_fn=retry_if_transient, persist_result=True)
 def ingest_batch(source: str, start: date, end: date, params: PipelineParameters) -> LoadResult:
-    return ingest_source(source, start, end, Settings(target=params.target), params.dataflow_timeout_s)
+    return ingest_source(source, start, end, Settings(target=params.target), params.dataflow_timeout_s,
+                         params.max_rejected_share, params.changed_only)
 
 
 @task(name="dbt-build", persist_result=True)
@@ -357,6 +367,9 @@ def game_analytics_pipeline(
     notify_block: str | None = None,
     dbt_timeout_s: int = 3600,
     dataflow_timeout_s: int = 7200,
+    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
+    batch_days: int | None = None,
+    changed_only: bool = False,
 ) -> list[dict]:
     """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests.
 
@@ -364,7 +377,9 @@ def game_analytics_pipeline(
     by default the one in the GA_NOTIFY_BLOCK setting."""
     params = PipelineParameters(target=target, sources=sources, select=select, exclude=exclude,
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
-                                dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
+                                dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s,
+                                max_rejected_share=max_rejected_share, batch_days=batch_days,
+                                changed_only=changed_only)
     settings = Settings(target=params.target)
     with warehouse_lease():
         return with_retries(lambda: build(params, settings), settings.flow_retries, settings.flow_retry_delay_s)

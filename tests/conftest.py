@@ -28,6 +28,29 @@ SMALL = SimulationConfig(
     max_events_per_message=20,
 )
 
+# long enough for every KPI rule to bind (D30 retention, the 30-day MAU window), with the ids of a
+# studio whose games share one account system and one catalogue (player ids, skus and order numbers
+# repeat across games; an account is a test account in one game and a player in another), players
+# missing from the players export, days whose revenue and ad revenue end exactly on half a cent, and
+# bank holidays without FX exports (2026-02-10 is priced with the rate of 2026-02-06)
+LONG = SimulationConfig(
+    seed=15,
+    start_date=date(2026, 1, 1),
+    days=45,
+    players_per_game=50,
+    test_account_share=0.1,
+    unexported_player_share=0.1,
+    duplicate_rate=0.05,
+    duplicate_transaction_rate=0.3,
+    late_rate=0.05,
+    invalid_rate=0.03,
+    malformed_rate=0.02,
+    max_events_per_message=20,
+    shared_ids=True,
+    fx_holidays=(date(2026, 2, 9), date(2026, 2, 10)),
+    half_cent_days=2,
+)
+
 # Prefect's client-side home (profiles, local result storage) stays out of the user's ~/.prefect
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="ga-tests-"))
 os.environ.setdefault("PREFECT_HOME", str(_SESSION_DIR / "prefect-client"))
@@ -66,6 +89,11 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def small_sim() -> Simulation:
     return simulate(SMALL)
+
+
+@pytest.fixture(scope="session")
+def long_sim() -> Simulation:
+    return simulate(LONG)
 
 
 TINY = SimulationConfig(seed=5, start_date=date(2026, 3, 2), days=4, players_per_game=12, games=("tiny_game",))

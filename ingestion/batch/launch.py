@@ -90,14 +90,15 @@ def local_spec(source: str, start: date, end: date, settings: Settings) -> LoadS
     )
 
 
-def run_local(source: str, start: date, end: date, settings: Settings) -> LoadResult:
+def run_local(source: str, start: date, end: date, settings: Settings, only_changed: bool = False) -> LoadResult:
     """Load ``source`` into ``settings.landing_dir`` in this process and return when done.
-    Snapshots ignore the window; daily sources load the files dated within ``[start, end]``.
+    Snapshots ignore the window; daily sources load the files dated within ``[start, end]``; with
+    ``only_changed``, only those not loaded before in their current version.
 
     Raises, before anything is written: SourceFileMissing naming the path of a missing export,
     DatabaseUnreachable naming the host and database. Any failure leaves bronze as it was."""
     spec = local_spec(source, start, end, settings)
-    return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER)
+    return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER, only_changed=only_changed)
 
 
 def flex_parameters(source: str, start: date, end: date, settings: Settings) -> dict[str, str]:
@@ -192,7 +193,8 @@ def launch_dataflow(
 def dataflow_result(launched: DataflowLaunch, counts: JobCounts) -> LoadResult:
     """The result of a Dataflow load that ended DONE, with the counts its job reported."""
     return LoadResult(source=launched.source, runner=launched.runner, job_id=launched.job_id,
-                      rows_loaded=counts.rows_loaded, rows_rejected=counts.rows_rejected)
+                      rows_read=counts.rows_read, rows_loaded=counts.rows_loaded, rows_rejected=counts.rows_rejected,
+                      rejection_reasons=dict(counts.rejection_reasons))
 
 
 def launch(
@@ -204,9 +206,15 @@ def launch(
     run_id: str | None = None,
     templates: TemplatesClient | None = None,
     jobs: JobsClient | None = None,
+    only_changed: bool = False,
 ) -> LoadResult | DataflowLaunch:
     """Run the load locally (``settings.target == "local"``; returns its result when done) or
-    launch it on Dataflow (``"bigquery"``; returns the job, named and labelled after ``run_id``)."""
+    launch it on Dataflow (``"bigquery"``; returns the job, named and labelled after ``run_id``).
+    ``only_changed`` (local only): load only the export files not loaded before in their current
+    version."""
     if settings.target == "local":
-        return run_local(source, start, end, settings)
+        return run_local(source, start, end, settings, only_changed=only_changed)
+    if only_changed:
+        raise ValueError("only_changed: the versions of loaded export files are kept in the local bronze only; "
+                         "on bigquery, load a window of days")
     return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates, jobs=jobs)

@@ -33,11 +33,13 @@ ISO_4217: frozenset[str] = frozenset(
 
 
 class FieldError(ValueError):
-    """A field's value is missing or does not parse; the message names the field and the value."""
+    """A field's value is missing or does not parse; the message names the field and the value,
+    ``kind`` is the short code the load's rejection counts are kept under."""
 
-    def __init__(self, field: str, value: str | None, problem: str) -> None:
+    def __init__(self, field: str, value: str | None, problem: str, kind: str = "wrong_type") -> None:
         self.field = field
         self.value = value
+        self.kind = kind
         super().__init__(f"{field} {value!r} {problem}")
 
 
@@ -111,25 +113,25 @@ def decimal_parser(precision: int, scale: int) -> Parser:
     return parse
 
 
-def positive(parser: Parser) -> Parser:
+def positive(parser: Parser, kind: str = "not_positive") -> Parser:
     """``parser``, then require the value to be strictly greater than zero."""
 
     def parse(field: str, value: str | None) -> Any:
         parsed = parser(field, value)
         if parsed is not None and not parsed > 0:
-            raise FieldError(field, value, "is not greater than 0")
+            raise FieldError(field, value, "is not greater than 0", kind)
         return parsed
 
     return parse
 
 
-def non_negative(parser: Parser) -> Parser:
+def non_negative(parser: Parser, kind: str = "negative") -> Parser:
     """``parser``, then require the value to be zero or more."""
 
     def parse(field: str, value: str | None) -> Any:
         parsed = parser(field, value)
         if parsed is not None and parsed < 0:
-            raise FieldError(field, value, "is negative")
+            raise FieldError(field, value, "is negative", kind)
         return parsed
 
     return parse
@@ -140,5 +142,5 @@ def parse_currency(field: str, value: str | None) -> str | None:
     if is_blank(value):
         return None
     if value not in ISO_4217:
-        raise FieldError(field, value, "is not a known ISO 4217 currency code")
+        raise FieldError(field, value, "is not a known ISO 4217 currency code", "unknown_currency")
     return value

@@ -18,10 +18,14 @@ Sinks (chosen by options):
               run wrote
 
 Every row read ends up either in bronze or in the rejected output with its reason; none is dropped.
+The readers count, as Beam metrics in namespace ``ga_batch``, the rows read, the rows loaded (valid),
+the rows rejected and, for each rejection kind, ``rejected.<kind>``: the runner reports them when
+the job ends (the in-process runner's result, Dataflow's job metrics).
 """
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 from collections.abc import Iterable, Iterator, Mapping
@@ -33,6 +37,7 @@ from typing import Any, NamedTuple
 import apache_beam as beam
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
 from apache_beam.pvalue import PCollection, TaggedOutput
 
 from ingestion.batch.parsing import FieldError
@@ -48,7 +53,9 @@ from ingestion.batch.postgres import (
     read_range,
 )
 from ingestion.batch.sources import (
+    DUPLICATE_KEY,
     NO_LINE,
+    WRONG_FIELD_COUNT,
     TIMESTAMP,
     BatchSource,
     DatabaseTable,
@@ -73,6 +80,29 @@ VALID = "valid"
 REJECTED = "rejected"
 MAX_BATCH_ROWS = 10_000
 
+# the load's counters (Beam metrics); rejected rows are also counted per kind, as REJECTED_PREFIX + kind
+METRICS_NAMESPACE = "ga_batch"
+ROWS_READ = "rows_read"
+ROWS_LOADED = "rows_loaded"
+ROWS_REJECTED = "rows_rejected"
+REJECTED_PREFIX = "rejected."
+
+
+@functools.cache
+def counter(name: str) -> Any:
+    # a counter object resolves the running step's metrics container on each inc
+    return Metrics.counter(METRICS_NAMESPACE, name)
+
+
+def count(name: str, rows: int = 1) -> None:
+    if rows:
+        counter(name).inc(rows)
+
+
+def count_rejected(kind: str, rows: int = 1) -> None:
+    count(ROWS_REJECTED, rows)
+    count(REJECTED_PREFIX + kind, rows)
+
 
 class RawRow(NamedTuple):
     """One CSV record as read: its text values by header column, before any typing."""
@@ -84,7 +114,12 @@ class RawRow(NamedTuple):
 
 
 class RowRejected(ValueError):
-    """A row cannot go to bronze; the message is the reason stored with it."""
+    """A row cannot go to bronze; the message is the reason stored with it, ``kind`` the short code
+    it is counted under (the first problem's when there are several)."""
+
+    def __init__(self, reason: str, kind: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 # ---------------------------------------------------------------------------------------------
@@ -135,11 +170,11 @@ def type_row(source: BatchSource, raw: RawRow, loaded_at: datetime) -> dict[str,
     """The typed bronze row for ``raw``, with its lineage columns; raises RowRejected with every
     field problem found."""
     if raw.problem:
-        raise RowRejected(raw.problem)
+        raise RowRejected(raw.problem, WRONG_FIELD_COUNT)
     row: dict[str, Any] = {}
-    problems: list[str] = []
+    problems: list[FieldError] = []
     for column in source.columns:
-        value, problem = parse_field(column, raw.values.get(column.name))
+        value, problem = parse_field(source, column, raw.values.get(column.name))
         if problem is not None:
             problems.append(problem)
         row[column.name] = value
@@ -148,9 +183,9 @@ def type_row(source: BatchSource, raw: RawRow, loaded_at: datetime) -> dict[str,
             try:
                 check(row, raw.file.export_date)
             except FieldError as error:
-                problems.append(str(error))
+                problems.append(error)
     if problems:
-        raise RowRejected("; ".join(problems))
+        raise RowRejected("; ".join(map(str, problems)), problems[0].kind)
     row["_source"] = raw.file.path
     row["_loaded_at"] = loaded_at
     return row
@@ -174,9 +209,11 @@ class _TypeRows(beam.DoFn):
         self.loaded_at = loaded_at
 
     def process(self, raw: RawRow) -> Iterator[Any]:
+        count(ROWS_READ)
         try:
             row = type_row(self.source, raw, self.loaded_at)
         except RowRejected as rejected:
+            count_rejected(rejected.kind)
             yield TaggedOutput(
                 REJECTED, (raw.file.bronze_file, rejection(self.source, raw, str(rejected), self.loaded_at))
             )
@@ -194,8 +231,10 @@ class _SplitDuplicates(beam.DoFn):
         (bronze_file, key), grouped = element
         copies = list(grouped)
         if len(copies) == 1:
+            count(ROWS_LOADED)
             yield bronze_file, copies[0][0]
             return
+        count_rejected(DUPLICATE_KEY, len(copies))
         reason = duplicate_reason(self.source, key, len(copies))
         for _, raw in copies:
             yield TaggedOutput(REJECTED, (bronze_file, rejection(self.source, raw, reason, self.loaded_at)))
@@ -375,9 +414,12 @@ class ReadRange(beam.DoFn):
             import_snapshot(connection, work.snapshot_id)
             for texts in read_range(connection, self.source, self.read.schema, self.table, work.key_range):
                 typed = type_batch(self.source, texts)
+                count(ROWS_READ, texts.num_rows)
+                count(ROWS_LOADED, typed.valid.num_rows)
                 if typed.valid.num_rows:
                     yield bronze_file, with_lineage(typed.valid, self.source.schema, label, self.loaded_at)
-                for row, reason in typed.rejected:
+                for row, reason, kind in typed.rejected:
+                    count_rejected(kind)
                     rejected = database_rejection(self.source, texts, row, reason, label, self.loaded_at)
                     yield TaggedOutput(REJECTED, (bronze_file, rejected))
 

@@ -250,10 +250,12 @@ def range_condition(key: str, key_range: KeyRange) -> sql.Composable:
 
 
 def copy_columns(source: BatchSource, table: DatabaseTable) -> list[str]:
-    """The columns in the order COPY writes them: the split key first."""
-    if source.key != (table.split_key,):
-        raise ValueError(f"source {source.name}: reads split by {table.split_key!r} need it to be the "
-                         f"source's whole key, which is {source.key}")
+    """The columns in the order COPY writes them: the split key first. The split key must be a
+    column of the source's key: every copy of a key then shares its split key value, so it falls in
+    one range and one batch, where the duplicate check sees all of them."""
+    if table.split_key not in source.key:
+        raise ValueError(f"source {source.name}: reads split by {table.split_key!r} need it to be a "
+                         f"column of the source's key, which is {source.key}")
     return [table.split_key] + [c.name for c in source.columns if c.name != table.split_key]
 
 

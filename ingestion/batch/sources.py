@@ -159,8 +159,9 @@ def daily_bronze_file(day: date) -> str:
 @dataclass(frozen=True)
 class DatabaseTable:
     """A table of the operational database, read as one consistent snapshot in parallel ranges of
-    ``split_key`` (an ordered, ideally indexed column; rows whose key is NULL are read as a range of
-    their own so that they reach the rejected output). The snapshot replaces the bronze table."""
+    ``split_key`` (an ordered, ideally indexed column of the source's key, so that every copy of a
+    key falls in one range; rows whose split key is NULL are read as a range of their own so that
+    they reach the rejected output). The snapshot replaces the bronze table."""
 
     table: str
     split_key: str
@@ -190,6 +191,16 @@ class BatchSource:
         return pa.schema([column.field() for column in self.columns] + list(LINEAGE_FIELDS))
 
 
+# rejection kinds that are not a single field's parse error (ingestion.batch.parsing.FieldError.kind)
+DUPLICATE_KEY = "duplicate_key"
+WRONG_FIELD_COUNT = "wrong_field_count"
+
+
+def missing_kind(source: BatchSource, column: str) -> str:
+    """The rejection kind of a required column left empty: a key column is worse news."""
+    return "null_key" if column in source.key else "null_value"
+
+
 def key_of(source: BatchSource, row: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(str(row[name]) for name in source.key)
 
@@ -206,7 +217,8 @@ def date_matches_export(row: Mapping[str, Any], export_date: date | None) -> Non
     """A daily file holds that day's rows only, so that reloading a date replaces all of it."""
     if export_date is not None and row["date"] != export_date:
         raise FieldError(
-            "date", row["date"].isoformat(), f"is not the file's export date {export_date.isoformat()}"
+            "date", row["date"].isoformat(), f"is not the file's export date {export_date.isoformat()}",
+            "wrong_export_date",
         )
 
 
@@ -221,7 +233,7 @@ PLAYERS = BatchSource(
         Column("is_test_account", pa.bool_(), parse_bool),
         Column("updated_at", TIMESTAMP, parse_timestamp),
     ),
-    key=("player_id",),
+    key=("game_id", "player_id"),
     layout=FullSnapshot("players.csv"),
     database=DatabaseTable("players", split_key="player_id"),
 )
@@ -233,10 +245,10 @@ STORE_ITEMS = BatchSource(
         Column("game_id", pa.string(), parse_string),
         Column("item_name", pa.string(), parse_string),
         Column("item_type", pa.string(), parse_string),
-        Column("list_price_usd", USD_AMOUNT, non_negative(decimal_parser(18, 6))),
+        Column("list_price_usd", USD_AMOUNT, non_negative(decimal_parser(18, 6), kind="negative_price")),
         Column("updated_at", TIMESTAMP, parse_timestamp),
     ),
-    key=("sku",),
+    key=("game_id", "sku"),
     layout=FullSnapshot("store_items.csv"),
     database=DatabaseTable("store_items", split_key="sku"),
 )
@@ -246,7 +258,7 @@ FX_RATES = BatchSource(
     columns=(
         Column("date", pa.date32(), parse_date),
         Column("currency", pa.string(), parse_currency),
-        Column("usd_per_unit", FX_RATE, positive(decimal_parser(38, 9))),
+        Column("usd_per_unit", FX_RATE, positive(decimal_parser(38, 9), kind="negative_rate")),
     ),
     key=("date", "currency"),
     layout=DailyFiles(folder="fx_rates", prefix="fx_rates_"),

@@ -30,6 +30,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--days", type=int, default=defaults.days)
     parser.add_argument("--players-per-game", type=int, default=defaults.players_per_game)
     parser.add_argument("--games", default=",".join(defaults.games), help="comma-separated game ids")
+    parser.add_argument("--shared-ids", action="store_true",
+                        help="one account system and catalogue for all games: player ids, skus and order numbers repeat across games")
     parser.add_argument("--out", type=Path, default=None, help="folder for exports/, truth/ and messages.jsonl")
     target = parser.add_mutually_exclusive_group()
     target.add_argument("--post", metavar="URL", help="POST Pub/Sub push requests to a functions-framework server")
@@ -59,6 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         days=args.days,
         players_per_game=args.players_per_game,
         games=tuple(game.strip() for game in args.games.split(",") if game.strip()),
+        shared_ids=args.shared_ids,
     )
     simulation = simulate(config)
     exports_dir, truth_dir, messages_path = output_paths(args.out)

@@ -47,15 +47,15 @@ def day_range(first: date, last: date) -> list[date]:
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def fx_rates(rng: random.Random, start_date: date, days: int) -> list[dict]:
-    """Weekday rates from ``start_date - 7`` to the last simulated day; nothing on weekends and no
-    USD rows (USD is 1). ``usd_per_unit`` has 6 decimals."""
+def fx_rates(rng: random.Random, start_date: date, days: int, holidays: tuple[date, ...] = ()) -> list[dict]:
+    """Weekday rates from ``start_date - 7`` to the last simulated day; nothing on weekends or
+    ``holidays`` and no USD rows (USD is 1). ``usd_per_unit`` has 6 decimals."""
     levels = {currency: float(start) for currency, (start, _) in FX_START.items()}
     first = start_date - timedelta(days=FX_HISTORY_DAYS)
     last = start_date + timedelta(days=days - 1)
     rows: list[dict] = []
     for day in day_range(first, last):
-        if day.weekday() >= 5:
+        if day.weekday() >= 5 or day in holidays:
             continue
         for currency, (_, volatility) in FX_START.items():
             levels[currency] *= math.exp(rng.gauss(0.0, volatility))
@@ -64,15 +64,16 @@ def fx_rates(rng: random.Random, start_date: date, days: int) -> list[dict]:
     return rows
 
 
-def store_items(rng: random.Random, game_id: str, soft_currency: str, start_date: date) -> list[dict]:
-    """The game's store catalogue, last edited some weeks before the start date."""
+def store_items(rng: random.Random, game_id: str, soft_currency: str, start_date: date, shared_skus: bool = False) -> list[dict]:
+    """The game's store catalogue, last edited some weeks before the start date. Its skus carry the
+    game's id, or, with ``shared_skus``, are the same in every game (``pack_small``, ``no_ads``, ...)."""
     catalogue_start = datetime(start_date.year, start_date.month, start_date.day, tzinfo=timezone.utc)
     items: list[dict] = []
     for template in ITEM_TEMPLATES:
         edited = catalogue_start - timedelta(seconds=rng.randrange(5 * 86_400, 90 * 86_400))
         items.append(
             {
-                "sku": f"{game_id}.{template.key.format(currency=soft_currency)}",
+                "sku": template.key.format(currency="pack") if shared_skus else f"{game_id}.{template.key.format(currency=soft_currency)}",
                 "game_id": game_id,
                 "item_name": template.name.format(Currency=soft_currency.capitalize()),
                 "item_type": template.item_type,

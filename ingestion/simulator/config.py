@@ -8,6 +8,7 @@ from datetime import date
 _GAME_ID = re.compile(r"^[a-z0-9_-]{1,64}$")
 _RATES = (
     "test_account_share",
+    "unexported_player_share",
     "duplicate_rate",
     "duplicate_transaction_rate",
     "late_rate",
@@ -32,12 +33,23 @@ class SimulationConfig:
     invalid_rate: float = 0.01  # extra invalid events injected
     malformed_rate: float = 0.005  # extra events that are not valid JSON objects, inside a batch
     max_events_per_message: int = 50
+    # one account system and one catalogue for all games: the same player_id plays several games
+    # (a test account in one, a real player in another), every game sells the same skus, and each
+    # game's store numbers its own orders tx-000001, tx-000002, ... (so they repeat across games)
+    shared_ids: bool = False
+    unexported_player_share: float = 0.0  # players who play but are missing from the players export
+    fx_holidays: tuple[date, ...] = ()  # days without an FX export (besides weekends)
+    # days per game whose revenue and ad revenue sums are made to end exactly on half a cent
+    # (one ad impression and one USD purchase added to a session that day)
+    half_cent_days: int = 0
 
     def __post_init__(self) -> None:
         if self.days < 1:
             raise ValueError("days must be at least 1")
         if self.players_per_game < 1:
             raise ValueError("players_per_game must be at least 1")
+        if self.half_cent_days < 0:
+            raise ValueError("half_cent_days must not be negative")
         if self.max_events_per_message < 1:
             raise ValueError("max_events_per_message must be at least 1")
         if not self.games or len(set(self.games)) != len(self.games):

@@ -1,8 +1,10 @@
 """How a player plays: when sessions happen and which events each session emits."""
 from __future__ import annotations
 
+import itertools
 import math
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -39,6 +41,15 @@ class Shop:
 
     skus: tuple[tuple[str, int, bool], ...]  # (sku, weight, stackable)
     prices: dict[tuple[str, str], Decimal]  # (sku, currency) -> unit price
+    order_ids: Iterator[str] | None = None  # the store's own order numbers; None: the app stores' ids
+
+    def transaction_id(self, rng: random.Random, platform: str) -> str:
+        return next(self.order_ids) if self.order_ids is not None else transaction_id(rng, platform)
+
+
+def order_numbers() -> Iterator[str]:
+    """A store numbering its orders: tx-000001, tx-000002, ..."""
+    return (f"tx-{number:06d}" for number in itertools.count(1))
 
 
 @dataclass
@@ -119,7 +130,7 @@ def purchase_params(rng: random.Random, player: Player, shop: Shop) -> dict:
     sku, _, stackable = rng.choices(shop.skus, weights=[w for _, w, _ in shop.skus])[0]
     quantity = rng.randint(2, 5) if stackable and rng.random() < 0.12 else 1
     params = {
-        "transaction_id": transaction_id(rng, player.platform),
+        "transaction_id": shop.transaction_id(rng, player.platform),
         "sku": sku,
         "price": shop.prices[(sku, player.currency)],
         "currency": player.currency,

@@ -15,23 +15,30 @@ from ingestion.simulator.simulation import PLAYER_COLUMNS, STORE_ITEM_COLUMNS, S
 TABLE_DDL: dict[str, str] = {
     "players": """
         create table {table} (
-            player_id           text primary key,
             game_id             text not null,
+            player_id           text not null,
             created_at          timestamptz not null,
             country             text,
             acquisition_channel text,
             is_test_account     boolean not null,
-            updated_at          timestamptz not null
+            updated_at          timestamptz not null,
+            primary key (game_id, player_id)
         )""",
     "store_items": """
         create table {table} (
-            sku            text primary key,
             game_id        text not null,
+            sku            text not null,
             item_name      text not null,
             item_type      text not null,
             list_price_usd numeric(18, 6) not null,
-            updated_at     timestamptz not null
+            updated_at     timestamptz not null,
+            primary key (game_id, sku)
         )""",
+}
+# the batch load reads each table in ranges of its split key (ingestion.batch.sources)
+TABLE_INDEXES: dict[str, str] = {
+    "players": "create index on {table} (player_id)",
+    "store_items": "create index on {table} (sku)",
 }
 TABLE_COLUMNS: dict[str, tuple[str, ...]] = {"players": PLAYER_COLUMNS, "store_items": STORE_ITEM_COLUMNS}
 
@@ -43,6 +50,7 @@ def create_tables(connection: psycopg.Connection, schema: str = "public") -> Non
         name = sql.Identifier(schema, table)
         connection.execute(sql.SQL("drop table if exists {}").format(name))
         connection.execute(sql.SQL(ddl).format(table=name))
+        connection.execute(sql.SQL(TABLE_INDEXES[table]).format(table=name))
 
 
 def copy_rows(

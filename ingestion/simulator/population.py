@@ -138,20 +138,41 @@ def make_player(rng: random.Random, game_id: str, player_id: str, start: date, d
     )
 
 
-def make_players(rng: random.Random, game_id: str, count: int, start: date, days: int, test_share: float) -> list[Player]:
+def make_players(
+    rng: random.Random, game_id: str, count: int, start: date, days: int, test_share: float,
+    accounts: list[str] | None = None,
+) -> list[Player]:
     """``count`` players of one game, ordered by install time; ``test_share`` of them (at least one
-    when the share is positive) are the studio's test accounts."""
+    when the share is positive) are the studio's test accounts. Their ids are drawn for this game,
+    or from ``accounts``, the studio's account ids shared by its games."""
     test_count = max(1, round(test_share * count)) if test_share > 0 else 0
     test_indexes = set(rng.sample(range(count), min(test_count, count)))
+    if accounts is not None:
+        if len(accounts) < count:
+            raise ValueError(f"{count} players need at least as many accounts, not {len(accounts)}")
+        chosen = iter(rng.sample(accounts, count))
     ids: set[str] = set()
     players: list[Player] = []
     for index in range(count):
-        player_id = f"p_{rng.getrandbits(64):016x}"
-        while player_id in ids:
+        if accounts is not None:
+            player_id = next(chosen)
+        else:
             player_id = f"p_{rng.getrandbits(64):016x}"
+            while player_id in ids:
+                player_id = f"p_{rng.getrandbits(64):016x}"
         ids.add(player_id)
         players.append(make_player(rng, game_id, player_id, start, days, index in test_indexes))
     return sorted(players, key=lambda p: (p.install_ms, p.player_id))
+
+
+def studio_accounts(rng: random.Random, count: int) -> list[str]:
+    """``count`` distinct account ids of a studio whose games share one account system."""
+    ids: list[str] = []
+    while len(ids) < count:
+        player_id = f"p_{rng.getrandbits(64):016x}"
+        if player_id not in ids:
+            ids.append(player_id)
+    return ids
 
 
 def _utc_second(ms: int) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,11 +22,12 @@ from ingestion.simulator.faults import (
     invalid_item,
     source_fault,
 )
-from ingestion.simulator.gameplay import Shop, TimedEvent, play
+from ingestion.simulator.gameplay import Shop, TimedEvent, order_numbers, play
 from ingestion.simulator.messages import Envelope, InvalidEvent, PubSubMessage, finalize, package_session
-from ingestion.simulator.population import Player, make_players, player_row
+from ingestion.simulator.population import Player, make_players, player_row, studio_accounts
+from ingestion.simulator.rounding import end_days_on_half_cents
 from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_utc_seconds
-from ingestion.simulator.truth import GroundTruth, cell, compute_truth, write_csv
+from ingestion.simulator.truth import FxTable, GroundTruth, cell, compute_truth, write_csv
 
 PLAYER_COLUMNS: tuple[str, ...] = ("player_id", "game_id", "created_at", "country", "acquisition_channel", "is_test_account", "updated_at")
 STORE_ITEM_COLUMNS: tuple[str, ...] = ("sku", "game_id", "item_name", "item_type", "list_price_usd", "updated_at")
@@ -108,9 +110,18 @@ def write_rows(path: Path, columns: tuple[str, ...], rows: list[dict]) -> None:
     write_csv(path, columns, rows, export_cell)
 
 
-def make_shop(items: list[dict], fx_rows: list[dict]) -> Shop:
+def make_shop(items: list[dict], fx_rows: list[dict], order_ids: Iterator[str] | None = None) -> Shop:
     skus = tuple((item["sku"], template.weight, template.stackable) for item, template in zip(items, ITEM_TEMPLATES))
-    return Shop(skus=skus, prices=price_points(items, fx_rows))
+    return Shop(skus=skus, prices=price_points(items, fx_rows), order_ids=order_ids)
+
+
+def leave_out_of_export(rng: random.Random, players: list[Player], share: float) -> list[Player]:
+    """The players the players export holds: all but ``share`` of them (at least one when the
+    share is positive), who play without the export knowing them yet."""
+    if share <= 0:
+        return list(players)
+    missing = set(rng.sample(range(len(players)), max(1, round(share * len(players)))))
+    return [player for index, player in enumerate(players) if index not in missing]
 
 
 def has_room(envelope: Envelope, max_events: int) -> bool:
@@ -171,31 +182,45 @@ def inject_broken_messages(rng: random.Random, count: int, targets: list[Envelop
 def simulate(config: SimulationConfig) -> Simulation:
     """Run the simulation described by ``config`` (deterministic)."""
     span_end_ms = date_to_ms(config.start_date) + config.days * MS_PER_DAY
-    fx_rows = fx_rates(rng_for(config.seed, "fx"), config.start_date, config.days)
+    fx_rows = fx_rates(rng_for(config.seed, "fx"), config.start_date, config.days, config.fx_holidays)
+    fx = FxTable(fx_rows)
+    accounts = None
+    if config.shared_ids:  # a pool a little larger than a game's players: most play every game
+        accounts = studio_accounts(rng_for(config.seed, "accounts"), config.players_per_game * 3 // 2)
     players: list[Player] = []
+    exported: list[Player] = []
     items: list[dict] = []
     envelopes: list[Envelope] = []
     sources: dict[str, Sources] = {}
     event_count = 0
     for index, game_id in enumerate(config.games):
-        game_items = store_items(rng_for(config.seed, "store", game_id), game_id, SOFT_CURRENCIES[index % len(SOFT_CURRENCIES)], config.start_date)
-        shop = make_shop(game_items, fx_rows)
+        game_items = store_items(rng_for(config.seed, "store", game_id), game_id, SOFT_CURRENCIES[index % len(SOFT_CURRENCIES)],
+                                 config.start_date, shared_skus=config.shared_ids)
+        shop = make_shop(game_items, fx_rows, order_ids=order_numbers() if config.shared_ids else None)
         game_players = make_players(
-            rng_for(config.seed, "players", game_id), game_id, config.players_per_game, config.start_date, config.days, config.test_account_share
+            rng_for(config.seed, "players", game_id), game_id, config.players_per_game, config.start_date, config.days,
+            config.test_account_share, accounts,
         )
+        game_exported = leave_out_of_export(rng_for(config.seed, "unexported", game_id), game_players, config.unexported_player_share)
         play_rng = rng_for(config.seed, "play", game_id)
         send_rng = rng_for(config.seed, "send", game_id)
+        played = [(player, session) for player in game_players
+                  for session in play(play_rng, player, span_end_ms, shop, config.duplicate_transaction_rate)]
+        if config.half_cent_days:
+            # the export decides who is a test account: a player missing from it counts
+            counted = {p.player_id for p in game_players} - {p.player_id for p in game_exported if p.is_test_account}
+            end_days_on_half_cents(rng_for(config.seed, "half_cents", game_id), played, counted, shop, fx, config.half_cent_days)
         real, test = Sources(), Sources()
-        for player in game_players:
-            for session in play(play_rng, player, span_end_ms, shop, config.duplicate_transaction_rate):
-                event_count += len(session)
-                (test if player.is_test_account else real).add(player, session)
-                envelopes += package_session(
-                    send_rng, player, session, config.max_events_per_message, config.duplicate_rate, config.late_rate
-                )
+        for player, session in played:
+            event_count += len(session)
+            (test if player.is_test_account else real).add(player, session)
+            envelopes += package_session(
+                send_rng, player, session, config.max_events_per_message, config.duplicate_rate, config.late_rate
+            )
         sources[game_id] = real if real.events else test
         items += game_items
         players += game_players
+        exported += game_exported
 
     fault_rng = rng_for(config.seed, "faults")
     targets = [envelope for envelope in envelopes if not envelope.late] or list(envelopes)
@@ -206,7 +231,7 @@ def simulate(config: SimulationConfig) -> Simulation:
 
     first_number = rng_for(config.seed, "message_ids").randrange(10**15, 9 * 10**15)
     delivered = finalize(envelopes, first_number)
-    player_rows = [player_row(player) for player in players]
+    player_rows = [player_row(player) for player in exported]
     return Simulation(
         config=config,
         messages=delivered.messages,

@@ -21,10 +21,11 @@ def landed(data_dir: Path, sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, small_sim: Simulation) -> Settings:
-    """The small simulation's bronze, then `dbt build` and the quality gate, as the flow runs them."""
+def built(tmp_path_factory: pytest.TempPathFactory, long_sim: Simulation) -> Settings:
+    """The long simulation's bronze (ids shared across games), then `dbt build` and the quality
+    gate, as the flow runs them."""
     with pytest.MonkeyPatch.context() as monkeypatch:
-        settings = landed(tmp_path_factory.mktemp("warehouse"), small_sim, monkeypatch)
+        settings = landed(tmp_path_factory.mktemp("warehouse"), long_sim, monkeypatch)
         warehouse.dbt(settings, "build", "--exclude", "tag:quality_gate")
         warehouse.dbt(settings, "test", "--select", "tag:quality_gate")
         yield settings

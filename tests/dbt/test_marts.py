@@ -1,5 +1,5 @@
-"""The warehouse built on DuckDB from the small simulation equals the simulator's ground truth,
-every cell of every mart, and its tests and quality gate pass."""
+"""The warehouse built on DuckDB from the long simulation (ids shared across games) equals the
+simulator's ground truth, every cell of every mart, and its tests and quality gate pass."""
 from __future__ import annotations
 
 import pytest
@@ -10,31 +10,70 @@ from tests.dbt import warehouse
 
 
 @pytest.mark.parametrize("mart", sorted(warehouse.MARTS))
-def test_every_cell_of_the_mart_equals_the_ground_truth(built: Settings, small_sim: Simulation, mart: str) -> None:
+def test_every_cell_of_the_mart_equals_the_ground_truth(built: Settings, long_sim: Simulation, mart: str) -> None:
     got = warehouse.mart_rows(built.warehouse_path, mart)
-    want = warehouse.truth_rows(small_sim, mart)
+    want = warehouse.truth_rows(long_sim, mart)
     assert want, f"the ground truth has no {mart} rows"
     assert warehouse.differences(got, want) == []
 
 
 def test_the_data_exercises_what_the_marts_must_get_right(built: Settings) -> None:
-    """Revenue in several currencies, days priced with the previous day's rate, repeated
-    transactions, test accounts and unobservable retention: otherwise equality proves little."""
+    """Revenue in several currencies, days priced with a rate several days old, repeated
+    transactions, test accounts, players missing from the export, ids shared across games, money
+    sums ending on half a cent, D30 retention and a binding MAU window: otherwise equality proves
+    little."""
     rows = warehouse.query(built.warehouse_path, """
+        with counted_purchases as (
+            select purchases.* from gold.fct_purchases as purchases
+            inner join gold.dim_player as players using (game_id, player_id)
+            where not players.is_test_account
+        ),
+        counted_ads as (
+            select impressions.* from gold.fct_ad_impressions as impressions
+            inner join gold.dim_player as players using (game_id, player_id)
+            where not players.is_test_account
+        ),
+        activity as (
+            select activity.* from gold.fct_player_activity_daily as activity
+            inner join gold.dim_player as players using (game_id, player_id)
+            where not players.is_test_account
+        )
         select
-            count(distinct currency) filter (where currency != 'USD') as currencies,
-            count(*) filter (where fx_rate_date < purchase_date and currency != 'USD') as fallback_rates,
-            count(*) filter (where purchase_events > 1) as repeated_transactions,
+            (select count(distinct currency) filter (where currency != 'USD') from counted_purchases) as currencies,
+            (select max(purchase_date - fx_rate_date) filter (where currency != 'USD') from counted_purchases) as oldest_rate_days,
+            (select count(*) filter (where purchase_events > 1) from counted_purchases) as repeated_transactions,
             (select count(*) from gold.dim_player where is_test_account and active_days > 0) as active_test_accounts,
+            (select count(*) from gold.dim_player where not is_in_players_export and active_days > 0) as unexported_players,
+            (select count(*) from (select player_id from gold.dim_player group by player_id
+                                   having count(distinct is_test_account) = 2)) as test_in_one_game_only,
+            (select count(*) from (select transaction_id from counted_purchases group by transaction_id
+                                   having count(distinct game_id) > 1)) as repeated_order_numbers,
+            (select count(*) from (select sku from gold.dim_store_item group by sku
+                                   having count(distinct game_id) > 1)) as shared_skus,
+            (select count(*) from (select game_id, purchase_date from counted_purchases group by all
+                                   having sum(amount_usd) % 0.01 = 0.005)) as half_cent_revenue_days,
+            (select count(*) from (select game_id, impression_date from counted_ads group by all
+                                   having sum(revenue_usd) % 0.01 = 0.005)) as half_cent_ad_days,
+            (select count(*) from gold.mart_retention where retained_d30 > 0) as retained_d30_cohorts,
             (select count(*) from gold.mart_retention where retained_d30 is null) as unobservable_cohorts,
-            (select count(*) from gold.mart_retention where retained_d7 is not null) as observable_cohorts
-        from gold.fct_purchases
+            -- player-days 30 days before a day of the data with no activity in between: that day's
+            -- MAU leaves the player out, a 31-day window would not
+            (select count(*) from (
+                select activity_date, lead(activity_date) over (partition by game_id, player_id order by activity_date) as next_date
+                from activity)
+             where coalesce(next_date, date '9999-12-31') > activity_date + 30
+                 and activity_date + 30 <= (select max(activity_date) from activity)) as mau_window_edges
     """)[0]
     assert rows["currencies"] >= 2
-    assert rows["fallback_rates"] > 0
+    assert rows["oldest_rate_days"] >= 4
     assert rows["repeated_transactions"] > 0
     assert rows["active_test_accounts"] > 0
-    assert rows["unobservable_cohorts"] > 0 and rows["observable_cohorts"] > 0
+    assert rows["unexported_players"] > 0
+    assert rows["test_in_one_game_only"] > 0
+    assert rows["repeated_order_numbers"] > 0 and rows["shared_skus"] > 0
+    assert rows["half_cent_revenue_days"] > 0 and rows["half_cent_ad_days"] > 0
+    assert rows["retained_d30_cohorts"] > 0 and rows["unobservable_cohorts"] > 0
+    assert rows["mau_window_edges"] > 0
 
 
 def test_the_quality_gate_ran_every_reconciliation(built: Settings) -> None:
@@ -47,9 +86,9 @@ def test_the_quality_gate_ran_every_reconciliation(built: Settings) -> None:
     assert statuses.get("assert_bronze_events_are_fresh") in ("pass", "warn")
 
 
-def test_silver_holds_each_valid_event_once(built: Settings, small_sim: Simulation) -> None:
+def test_silver_holds_each_valid_event_once(built: Settings, long_sim: Simulation) -> None:
     silver = warehouse.query(built.warehouse_path, "select event_id from silver.stg_bronze__game_events")
-    assert sorted(r["event_id"] for r in silver) == sorted({e["event_id"] for e in small_sim.valid_events})
+    assert sorted(r["event_id"] for r in silver) == sorted({e["event_id"] for e in long_sim.valid_events})
 
 
 def test_the_flow_summary_analysis_still_runs(built: Settings) -> None:

@@ -100,7 +100,7 @@ def test_the_run_summary_names_failing_and_warning_tests_and_headline_kpis() -> 
     built = [NodeResult("model.game_analytics.mart_daily_kpis", "model", "success", "OK", 12),
              NodeResult("test.game_analytics.not_null_x", "test", "pass", None, None)]
     tested = [NodeResult("test.game_analytics.rejected_share", "test", "warn", "Got 3 results", None)]
-    loads = [LoadResult("players", 120, 2, "DirectRunner", None)]
+    loads = [LoadResult("players", "DirectRunner", None, rows_read=122, rows_loaded=120, rows_rejected=2, rejection_reasons={"null_key": 2})]
     kpis = [{"activity_date": "2026-01-10", "game_id": "g", "dau": 15}, {"activity_date": "2026-01-09", "game_id": "g", "dau": 9}]
     md = summary_markdown(loads, built, tested, kpis)
     assert "| players | 120 | 2 | DirectRunner |" in md

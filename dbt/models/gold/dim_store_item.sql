@@ -1,4 +1,4 @@
--- One row per store item (sku) of the catalogue.
+-- One row per store item of a game (game_id, sku) of the catalogue.
 with
 
 items as (
@@ -11,8 +11,8 @@ final as (
 
     select
         -- ids
-        sku,
         game_id,
+        sku,
 
         -- attributes
         item_name,

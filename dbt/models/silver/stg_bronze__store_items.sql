@@ -1,4 +1,5 @@
--- The store catalogue, one row per sku (the newest edit, then the newest load, wins).
+-- The store catalogue, one row per item of a game (game_id, sku): the newest edit, then the newest
+-- load, wins. Games may sell items under the same sku.
 with
 
 source as (
@@ -11,8 +12,8 @@ renamed as (
 
     select
         -- ids
-        sku,
         game_id,
+        sku,
 
         -- attributes
         item_name,
@@ -35,7 +36,7 @@ deduplicated as (
     select *
     from renamed
     where true  -- BigQuery wants a WHERE next to QUALIFY
-    qualify row_number() over (partition by sku order by updated_at desc, loaded_at desc) = 1
+    qualify row_number() over (partition by game_id, sku order by updated_at desc, loaded_at desc) = 1
 
 )
 

@@ -46,13 +46,15 @@ def test_players_snapshot_lands_row_for_row(settings: Settings, write_export, re
 
     result = run_local("players", DAY, DAY, settings)
 
-    assert result == LoadResult("players", rows_loaded=2, rows_rejected=0, runner="DirectRunner", job_id=None)
+    assert result == LoadResult("players", "DirectRunner", None, rows_read=2, rows_loaded=2, rows_rejected=0)
     assert read_bronze("players") == [
         ("p-1", "tiny-tycoon", utc(2024, 1, 1, 23, 59, 59, 250000), None, "paid, social", True,
          utc(2024, 1, 4, 12), str(path)),
         ("p-2", "tiny-tycoon", utc(2024, 1, 2, 8, 30), "FR", "organic", False, utc(2024, 1, 3), str(path)),
     ]
     assert landing_files() == [
+        "batch_loaded_files/_empty.parquet",
+        "batch_loaded_files/players__snapshot.parquet",
         "batch_rejected/_empty.parquet",
         "batch_rejected/players__snapshot.parquet",
         "players/_empty.parquet",
@@ -235,20 +237,23 @@ def test_duplicated_key_rejects_every_copy(settings: Settings, write_export, rea
     }
 
 
-def test_duplicated_player_id_rejects_every_copy(settings: Settings, write_export, read_bronze):
+def test_duplicated_player_of_a_game_rejects_every_copy_and_the_same_id_in_another_game_loads(
+    settings: Settings, write_export, read_bronze
+):
     write_export(
         "players.csv",
         PLAYERS_HEADER
         + "p-1,tiny-tycoon,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
-        + "p-1,tiny-tycoon,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n",
+        + "p-1,tiny-tycoon,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n"
+        + "p-1,space-farm,2024-01-01T00:00:00Z,FR,organic,true,2024-01-02T00:00:00Z\n",
     )
 
     result = run_local("players", DAY, DAY, settings)
 
-    assert (result.rows_loaded, result.rows_rejected) == (0, 2)
-    assert read_bronze("players") == []
+    assert (result.rows_loaded, result.rows_rejected) == (1, 2)
+    assert [row[:2] for row in read_bronze("players")] == [("p-1", "space-farm")]
     assert [reason.split(":")[0] for reason, _ in rejected(read_bronze, "players")] == [
-        "duplicate key player_id='p-1'"
+        "duplicate key game_id='tiny-tycoon', player_id='p-1'"
     ] * 2
 
 
@@ -332,3 +337,140 @@ def test_local_load_never_tries_prism_or_the_network(settings: Settings, write_e
     write_export("fx_rates/fx_rates_2024-01-05.csv", FX_HEADER + "2024-01-05,EUR,1.09\n")
 
     assert run_local("fx_rates", DAY, DAY, settings).rows_loaded == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# every load reports its counts; a load that is mostly rejected fails loudly
+
+
+def test_a_load_counts_rows_read_loaded_and_rejected_by_kind(settings: Settings, write_export):
+    write_export(
+        "fx_rates/fx_rates_2024-01-05.csv",
+        FX_HEADER + "2024-01-05,EUR,1.09\n2024-01-05,XXX,1.0\n2024-01-05,GBP,-1\n2024-01-05,CHF,1.1\n"
+        + "2024-01-05,CHF,1.2\n,JPY,0.0067\n2024-01-04,SEK,0.09\n2024-01-05,NOK,abc\n2024-01-05,DKK\n",
+    )
+
+    result = run_local("fx_rates", DAY, DAY, settings)
+
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (9, 1, 8)
+    assert result.rejection_reasons == {"unknown_currency": 1, "negative_rate": 1, "duplicate_key": 2, "null_key": 1,
+                                        "wrong_export_date": 1, "wrong_type": 1, "wrong_field_count": 1}
+
+
+def test_check_load_fails_above_the_rejected_share_or_when_nothing_loads():
+    from ingestion.batch.load import LoadRejected, check_load
+
+    def load(read: int | None, loaded: int | None, rejected: int | None, **reasons: int) -> LoadResult:
+        return LoadResult("players", "DirectRunner", None, read, loaded, rejected, reasons)
+
+    check_load(load(100, 95, 5, null_key=5), 0.05)  # at the threshold
+    check_load(load(0, 0, 0), 0.05)  # an empty source
+    check_load(load(None, None, None), 0.05)  # a job whose counts are not known yet
+    with pytest.raises(LoadRejected, match=re.escape(
+            "batch load of players rejected more than 5.0%: 6 of 100 rows read rejected (6.0%); "
+            "top reasons: duplicate_key 4, null_key 1, wrong_type 1")):
+        check_load(load(100, 94, 6, wrong_type=1, duplicate_key=4, null_key=1), 0.05)
+    with pytest.raises(LoadRejected, match=re.escape("batch load of players loaded no row: 3 of 3 rows read rejected")):
+        check_load(load(3, 0, 3, duplicate_key=3), 1.0)
+    with pytest.raises(ValueError, match="max_rejected_share must be between 0 and 1, not 5"):
+        check_load(load(1, 1, 0), 5)
+
+
+def test_an_entirely_rejected_load_fails_its_task_with_the_reasons(
+        settings: Settings, write_export, read_bronze, prefect_api: str, monkeypatch: pytest.MonkeyPatch):
+    from prefect import flow
+
+    from flows.pipeline import PipelineParameters, ingest_batch
+
+    monkeypatch.setenv("GA_DATA_DIR", str(settings.data_dir))
+    write_export(
+        "players.csv",
+        PLAYERS_HEADER
+        + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
+        + "p-1,dragon_idle,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n"
+        + ",dragon_idle,2024-01-01T00:00:00Z,FR,organic,false,2024-01-02T00:00:00Z\n",
+    )
+
+    @flow(name="one-batch-load")
+    def one_load() -> LoadResult:
+        return ingest_batch(source="players", start=DAY, end=DAY, params=PipelineParameters(sources=["players"]))
+
+    state = one_load(return_state=True)
+
+    assert state.is_failed()
+    assert ("batch load of players loaded no row: 3 of 3 rows read rejected (100.0%); "
+            "top reasons: duplicate_key 2, null_key 1") in state.message
+    assert len(rejected(read_bronze, "players")) == 3  # the reasons stay in bronze for a look
+    with pytest.raises(ValueError, match="max_rejected_share"):
+        PipelineParameters(max_rejected_share=1.5)
+
+
+def test_an_emptied_snapshot_empties_bronze_and_a_clean_rerun_replaces_the_rejected_rows(
+        settings: Settings, write_export, read_bronze):
+    write_export("players.csv", PLAYERS_HEADER
+                 + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
+                 + "p-2,dragon_idle,yesterday,DE,organic,false,2024-01-01T00:00:00Z\n")
+    first = run_local("players", DAY, DAY, settings)
+    assert (first.rows_loaded, first.rows_rejected) == (1, 1) and len(rejected(read_bronze, "players")) == 1
+
+    write_export("players.csv", PLAYERS_HEADER + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n")
+    clean = run_local("players", DAY, DAY, settings)
+    assert (clean.rows_loaded, clean.rows_rejected) == (1, 0) and rejected(read_bronze, "players") == []
+
+    write_export("players.csv", PLAYERS_HEADER)
+    emptied = run_local("players", DAY, DAY, settings)
+    assert (emptied.rows_read, emptied.rows_loaded, emptied.rows_rejected) == (0, 0, 0)
+    assert read_bronze("players") == [] and rejected(read_bronze, "players") == []
+
+
+# ---------------------------------------------------------------------------------------------
+# incremental windows: an hourly run loads only the exports new or changed since their last load
+
+
+def test_an_hourly_run_after_a_daily_run_loads_only_new_or_changed_exports(
+        settings: Settings, write_export, read_bronze, landing_files):
+    import os
+
+    from ingestion.batch.load import LOADED_FILES_TABLE
+
+    for day in (3, 4, 5):
+        write_export(f"fx_rates/fx_rates_2024-01-0{day}.csv", FX_HEADER + f"2024-01-0{day},EUR,1.0{day}\n")
+    daily = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 6), settings)
+    assert daily.rows_read == 3
+    loaded = {path: (settings.landing_dir / path).stat().st_mtime_ns for path in landing_files()}
+
+    hourly = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 6), settings, only_changed=True)
+    assert (hourly.rows_read, hourly.rows_loaded, hourly.rows_rejected) == (0, 0, 0)
+    assert {path: (settings.landing_dir / path).stat().st_mtime_ns for path in landing_files()} == loaded
+
+    # the 4th is exported again with a corrected rate, the 8th for the first time
+    corrected = write_export("fx_rates/fx_rates_2024-01-04.csv", FX_HEADER + "2024-01-04,EUR,1.041\n")
+    os.utime(corrected, (loaded_mtime := corrected.stat().st_mtime + 60, loaded_mtime))
+    write_export("fx_rates/fx_rates_2024-01-08.csv", FX_HEADER + "2024-01-08,EUR,1.08\n")
+    hourly = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 9), settings, only_changed=True)
+
+    assert (hourly.rows_read, hourly.rows_loaded) == (2, 2)
+    assert [row[:3] for row in read_bronze("fx_rates")] == [
+        (date(2024, 1, d), "EUR", Decimal(rate)) for d, rate in ((3, "1.03"), (4, "1.041"), (5, "1.05"), (8, "1.08"))]
+    rewritten = {path for path in landing_files()
+                 if loaded.get(path) != (settings.landing_dir / path).stat().st_mtime_ns}
+    assert rewritten == {f"{table}/{prefix}date=2024-01-0{d}.parquet" for d in (4, 8)
+                         for table, prefix in (("fx_rates", ""), ("batch_rejected", "fx_rates__"),
+                                               (LOADED_FILES_TABLE, "fx_rates__"))}
+    again = run_local("fx_rates", date(2023, 12, 29), date(2024, 1, 9), settings, only_changed=True)
+    assert again.rows_read == 0
+
+
+def test_the_flow_parameters_choose_the_batch_window():
+    from flows.pipeline import EARLIEST, PipelineParameters
+
+    today = date(2026, 3, 10)
+    assert PipelineParameters().window(today) == (EARLIEST, date(2026, 3, 11))  # every export
+    assert PipelineParameters(batch_days=3).window(today) == (date(2026, 3, 7), date(2026, 3, 11))  # a daily run
+    assert PipelineParameters(batch_days=3, start=date(2026, 1, 1), end=date(2026, 1, 31)).window(today) == (
+        date(2026, 1, 1), date(2026, 1, 31))  # a backfill's window wins
+    assert PipelineParameters(changed_only=True).changed_only
+    with pytest.raises(ValueError, match="changed_only: .* on target bigquery, set batch_days instead"):
+        PipelineParameters(target="bigquery", changed_only=True)
+    with pytest.raises(ValueError, match="batch_days"):
+        PipelineParameters(batch_days=0)

@@ -19,7 +19,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from deployments.local.postgres import free_port
 from ingestion.batch.batches import type_batch
 from ingestion.batch.launch import LoadResult, local_runner, run_local
-from ingestion.batch.pipeline import VALID, DatabaseRead, RawRow, read_database, type_row
+from ingestion.batch.pipeline import VALID, DatabaseRead, RawRow, RowRejected, read_database, type_row
 from ingestion.batch.postgres import (
     DatabaseUnreachable,
     KeyRange,
@@ -80,7 +80,7 @@ def test_players_table_lands_row_for_row_from_parallel_key_ranges(
 
     result = run_local("players", DAY, DAY, db_settings)
 
-    assert result == LoadResult("players", rows_loaded=9, rows_rejected=0, runner="DirectRunner", job_id=None)
+    assert result == LoadResult("players", "DirectRunner", None, rows_read=9, rows_loaded=9, rows_rejected=0)
     label = lineage(postgres_dsn, db_schema, "players")
     assert label == f"postgresql://127.0.0.1:{postgres_dsn.rsplit(':', 1)[1].split('/')[0]}/studio/{db_schema}.players"
     assert read_bronze("players") == [
@@ -89,6 +89,7 @@ def test_players_table_lands_row_for_row_from_parallel_key_ranges(
         for r in sorted(rows, key=lambda r: r["player_id"])
     ]
     assert landing_files() == [
+        "batch_loaded_files/_empty.parquet",  # a database read has no export file to record
         "batch_rejected/_empty.parquet",
         "batch_rejected/players__snapshot.parquet",
         "players/_empty.parquet",
@@ -168,7 +169,7 @@ def test_bad_rows_are_rejected_with_their_reasons(
         ("p-5", "tiny-tycoon", utc(2024, 1, 1), None, "organic", True, utc(2024, 1, 2)),
         ("p-7", "tiny-tycoon", utc(2024, 1, 1), None, None, False, utc(2024, 1, 2)),
     ]
-    duplicate = ("duplicate key player_id='p-3': 2 rows share it in one snapshot; "
+    duplicate = ("duplicate key game_id='tiny-tycoon', player_id='p-3': 2 rows share it in one snapshot; "
                  "all copies rejected, none can be told to be the right one")
     assert sorted((reason, str(raw["player_id"])) for reason, raw in rejected(read_bronze, "players")) == sorted([
         ("player_id None is required but null or empty", "None"),
@@ -226,12 +227,13 @@ def test_vectorised_typing_agrees_with_row_by_row_typing():
     for index, values in enumerate(texts.to_pylist()):
         try:
             row = type_row(PLAYERS, RawRow(file, 0, values), LOADED_AT)
-        except ValueError as error:
-            expected_rejected.append((index, str(error)))
+        except RowRejected as error:
+            expected_rejected.append((index, str(error), error.kind))
             continue
         expected_valid.append({k: v for k, v in row.items() if not k.startswith("_")})
     assert typed.valid.to_pylist() == expected_valid
     assert typed.rejected == expected_rejected
+    assert {kind for _, _, kind in typed.rejected} == {"null_key", "wrong_type"}
     assert len(expected_valid) == 3 and typed.valid.schema == pa.schema([c.field() for c in PLAYERS.columns])
 
 
@@ -253,7 +255,8 @@ def test_a_rerun_leaves_bronze_exactly_as_one_run_does(
 
     second = run_local("players", DAY, DAY, db_settings)
 
-    assert first == second == LoadResult("players", 19, 3, "DirectRunner", None)
+    assert first == second == LoadResult("players", "DirectRunner", None, rows_read=22, rows_loaded=19, rows_rejected=3,
+                                           rejection_reasons={"null_key": 1, "duplicate_key": 2})
     assert (read_bronze("players"), read_bronze("batch_rejected"), landing_files()) == once
     bronze = pq.read_table(settings.landing_dir / "players" / "snapshot.parquet")
     assert bronze.column("player_id").to_pylist() == sorted(f"p-{i:02d}" for i in range(20) if i != 5)
@@ -576,3 +579,21 @@ def test_a_dataflow_load_reads_cloud_sql_through_the_connector_as_its_iam_user(
     assert sorted(row[0] for row in read_bronze("players")) == [f"p-{i}" for i in range(1, 8)]
     assert {row[-1] for row in read_bronze("players")} == {label}
     assert cloud_sql.iam_requests and all(cloud_sql.iam_requests)  # every certificate asked with IAM login
+def test_a_studio_whose_games_share_ids_loads_every_player_and_item(
+        db_settings: Settings, postgres_dsn: str, db_schema: str, read_bronze):
+    """The same player_id in two games, the same skus in every game: distinct keys per game, read in
+    parallel ranges of player_id / sku, none rejected."""
+    from ingestion.simulator import SimulationConfig, simulate
+    from ingestion.simulator.operational_db import load_operational_tables
+
+    sim = simulate(SimulationConfig(seed=3, days=3, players_per_game=40, shared_ids=True))
+    assert len({p["player_id"] for p in sim.players}) < len(sim.players)
+    assert len({i["sku"] for i in sim.store_items}) < len(sim.store_items)
+    load_operational_tables(postgres_dsn, sim, db_schema)
+
+    players = run_local("players", DAY, DAY, db_settings)
+    items = run_local("store_items", DAY, DAY, db_settings)
+
+    assert (players.rows_read, players.rows_loaded, players.rows_rejected) == (len(sim.players), len(sim.players), 0)
+    assert (items.rows_read, items.rows_loaded, items.rows_rejected) == (len(sim.store_items), len(sim.store_items), 0)
+    assert sorted(row[:2] for row in read_bronze("players")) == sorted((p["player_id"], p["game_id"]) for p in sim.players)

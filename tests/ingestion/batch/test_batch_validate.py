@@ -202,3 +202,85 @@ def test_decimals_are_exact_and_never_rounded():
     ]:
         with pytest.raises(FieldError, match=re.escape(f"p '{text}' {problem}")):
             parse("p", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# one key per entity, everywhere
+
+# the identity of each entity: every game has its own players, store items, orders and sessions
+ENTITY_KEYS: dict[str, tuple[str, ...]] = {
+    "player": ("game_id", "player_id"),
+    "store_item": ("game_id", "sku"),
+    "transaction": ("game_id", "transaction_id"),
+    "session": ("game_id", "session_id"),
+}
+
+
+def dbt_model_tests(folder: str) -> dict[str, list[dict]]:
+    """Model name -> its model-level data tests, from every yml in ``dbt/models/<folder>``."""
+    import yaml
+
+    from ingestion.settings import REPO_ROOT
+
+    found: dict[str, list[dict]] = {}
+    for path in sorted((REPO_ROOT / "dbt" / "models" / folder).glob("*.yml")):
+        for model in yaml.safe_load(path.read_text()).get("models", []):
+            found[model["name"]] = model.get("data_tests", [])
+    return found
+
+
+def test_every_layer_keys_each_entity_the_same_way(postgres_dsn: str) -> None:
+    """The batch sources' keys, the operational tables' primary keys, the warehouse's key tests
+    (silver, dimensions, facts) and every composite relationship agree on one key per entity."""
+    import psycopg
+
+    from ingestion.batch.sources import BATCH_SOURCES
+    from ingestion.simulator.operational_db import create_tables
+
+    entity_of_source = {"players": "player", "store_items": "store_item"}
+    assert {name: BATCH_SOURCES[name].key for name in entity_of_source} == {
+        name: ENTITY_KEYS[entity] for name, entity in entity_of_source.items()}
+    for name in entity_of_source:
+        database = BATCH_SOURCES[name].database
+        assert database is not None and database.split_key in BATCH_SOURCES[name].key
+
+    schema = "keys_check"
+    with psycopg.connect(postgres_dsn) as connection:
+        create_tables(connection, schema)
+        primary_keys = {
+            table: tuple(columns) for table, columns in connection.execute(
+                """select c.relname, array_agg(a.attname order by k.ordinality)
+                   from pg_constraint p
+                   join pg_class c on c.oid = p.conrelid
+                   join pg_namespace n on n.oid = c.relnamespace
+                   cross join unnest(p.conkey) with ordinality as k(attnum, ordinality)
+                   join pg_attribute a on a.attrelid = c.oid and a.attnum = k.attnum
+                   where p.contype = 'p' and n.nspname = %s
+                   group by c.relname""", (schema,))
+        }
+    assert primary_keys == {name: ENTITY_KEYS[entity] for name, entity in entity_of_source.items()}
+
+    tests = dbt_model_tests("silver") | dbt_model_tests("gold")
+    unique_keys = {
+        model: tuple(test["unique_combination"]["arguments"]["columns"])
+        for model, model_tests in tests.items() for test in model_tests
+        if isinstance(test, dict) and "unique_combination" in test
+    }
+    assert {model: unique_keys.get(model) for model in (
+        "stg_bronze__players", "dim_player", "stg_bronze__store_items", "dim_store_item", "fct_purchases")} == {
+        "stg_bronze__players": ENTITY_KEYS["player"], "dim_player": ENTITY_KEYS["player"],
+        "stg_bronze__store_items": ENTITY_KEYS["store_item"], "dim_store_item": ENTITY_KEYS["store_item"],
+        "fct_purchases": ENTITY_KEYS["transaction"]}
+    # a session is cut at UTC midnight in its fact: one row per session and day
+    assert unique_keys["fct_sessions"] == (*ENTITY_KEYS["session"], "activity_date")
+
+    key_of_dimension = {"ref('dim_player')": ENTITY_KEYS["player"], "ref('dim_store_item')": ENTITY_KEYS["store_item"]}
+    relationships = [
+        (model, test["relationships_composite"]["arguments"])
+        for model, model_tests in tests.items() for test in model_tests
+        if isinstance(test, dict) and "relationships_composite" in test
+    ]
+    assert {arguments["to"] for _, arguments in relationships} == set(key_of_dimension)
+    for model, arguments in relationships:
+        key = key_of_dimension[arguments["to"]]
+        assert (tuple(arguments["columns"]), tuple(arguments["to_columns"])) == (key, key), model

@@ -176,3 +176,85 @@ def test_truth_csv_files_use_empty_cells_for_none(tmp_path: Path) -> None:
         "game_id,level,players_started,players_completed,attempts,fails,completion_rate",
         "g1,1,2,2,3,1,1.0000",
     ]
+
+
+# ---------------------------------------------------------------------------------------------
+# ids shared across games: every key is per game
+
+
+def test_ids_shared_across_games_are_counted_per_game() -> None:
+    """One account, p1, plays two games: a test account in g1, a player in g2; both games' stores
+    number their first order tx-000001; p9 plays g2 without being in the players export."""
+    events = [
+        ev("purchase", "2026-01-05T10:00:00.000+00:00", "p1", "s1", game="g1",
+           transaction_id="tx-000001", sku="starter_pack", price=D("2.99"), currency="USD", quantity=1),
+        ev("purchase", "2026-01-05T11:00:00.000+00:00", "p1", "s2", game="g2",
+           transaction_id="tx-000001", sku="starter_pack", price=D("1.99"), currency="USD", quantity=1),
+        ev("purchase", "2026-01-05T12:00:00.000+00:00", "p2", "s3", game="g1",
+           transaction_id="tx-000002", sku="starter_pack", price=D("2.99"), currency="USD", quantity=1),
+        ev("session_start", "2026-01-05T13:00:00.000+00:00", "p9", "s4", game="g2"),
+    ]
+    players = [
+        {"game_id": "g1", "player_id": "p1", "is_test_account": True},
+        {"game_id": "g2", "player_id": "p1", "is_test_account": False},
+        {"game_id": "g1", "player_id": "p2", "is_test_account": False},
+    ]
+
+    truth = compute_truth(events, players, [])
+
+    by_game = {row["game_id"]: row for row in truth.daily_kpis}
+    assert {game: (row["dau"], row["new_players"], row["revenue_usd"], row["payers"]) for game, row in by_game.items()} == {
+        "g1": (1, 1, D("2.99"), 1),  # p1 is a test account in g1 only; tx-000001 of g1 is theirs
+        "g2": (2, 2, D("1.99"), 1),  # p1 plays g2 for real, and p9, unknown to the export, counts
+    }
+
+
+def test_the_shared_ids_simulation_repeats_ids_across_games_and_keys_them_per_game() -> None:
+    from ingestion.simulator import SimulationConfig, simulate
+
+    sim = simulate(SimulationConfig(seed=3, days=6, players_per_game=30, shared_ids=True, unexported_player_share=0.1))
+
+    games_of: dict[str, set[str]] = {}
+    for player in sim.players:
+        games_of.setdefault(player["player_id"], set()).add(player["game_id"])
+    assert any(len(games) == 2 for games in games_of.values())
+    assert len({(p["game_id"], p["player_id"]) for p in sim.players}) == len(sim.players)
+    skus = {}
+    for item in sim.store_items:
+        skus.setdefault(item["sku"], set()).add(item["game_id"])
+    assert all(games == set(sim.config.games) for games in skus.values())
+    orders: dict[str, set[str]] = {}
+    for event in sim.valid_events:
+        if event["event_name"] == "purchase":
+            assert event["params"]["transaction_id"].startswith("tx-")
+            orders.setdefault(event["params"]["transaction_id"], set()).add(event["game_id"])
+    assert any(len(games) == 2 for games in orders.values())
+    exported = {(p["game_id"], p["player_id"]) for p in sim.players}
+    playing = {(e["game_id"], e["player_id"]) for e in sim.valid_events}
+    assert playing - exported  # players missing from the export still play
+    assert len(exported) == 2 * 30 - 2 * 3
+
+
+def test_half_cent_days_end_both_sums_on_half_a_cent_and_holidays_have_no_rate() -> None:
+    from collections import defaultdict
+
+    from ingestion.simulator import SimulationConfig, simulate
+    from ingestion.simulator.truth import FxTable, counted_events, first_purchases, purchase_usd
+
+    holiday = date(2026, 1, 9)
+    sim = simulate(SimulationConfig(seed=3, days=10, players_per_game=20, half_cent_days=2, fx_holidays=(holiday,)))
+
+    assert holiday not in {row["date"] for row in sim.fx_rates}
+    events = counted_events(sim.valid_events, sim.players)
+    fx = FxTable(sim.fx_rates)
+    revenue: dict[tuple, Decimal] = defaultdict(Decimal)
+    ads: dict[tuple, Decimal] = defaultdict(Decimal)
+    for purchase in first_purchases(events):
+        revenue[(purchase.game_id, purchase.day)] += purchase_usd(purchase, fx)
+    for event in events:
+        if event.event_name == "ad_impression":
+            ads[(event.game_id, event.day)] += D(str(event.params["revenue_usd"]))
+    half = D("0.005")
+    for sums in (revenue, ads):
+        assert sorted(game for (game, _), total in sums.items() if total % D("0.01") == half) == [
+            "dragon_idle", "dragon_idle", "puzzle_pop", "puzzle_pop"]
