@@ -47,9 +47,13 @@ def test_prefect_deploy_reads_every_deployment_and_the_twins_pair_up() -> None:
         prod, twin = found[name], found[f"{name}-local"]
         assert prod["entrypoint"] == twin["entrypoint"]
         assert prod["work_pool"]["name"] == "gke-autopilot" and twin["work_pool"]["name"] == "local"
-        # the same parameters but the target
-        assert {k: v for k, v in prod["parameters"].items() if k != "target"} == \
-               {k: v for k, v in twin["parameters"].items() if k != "target"}
+        # the same parameters but the target and, for the hourly runs, how the daily exports are
+        # chosen: only the local bronze records which export versions it loaded (changed_only)
+        window = {"target", "changed_only", "batch_days"} if name == "hourly" else {"target"}
+        assert {k: v for k, v in prod["parameters"].items() if k not in window} == \
+               {k: v for k, v in twin["parameters"].items() if k not in window}
+        if name == "hourly":
+            assert prod["parameters"]["batch_days"] == 2 and twin["parameters"]["changed_only"] is True
         assert prod["parameters"]["target"] == "bigquery" and twin["parameters"]["target"] == "local"
         # the same schedules (the twins' are inactive)
         strip = lambda s: {k: v for k, v in s.items() if k != "active"}  # noqa: E731
