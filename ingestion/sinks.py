@@ -263,15 +263,17 @@ def landing_file_name(message_id: str) -> str:
 class LocalSink:
     """Writes one Parquet file per call and table under ``landing_dir/<table>/<ingest date>/``.
 
-    Every file is written under a temporary name and renamed into place, so a reader globbing
-    ``<table>/**/*.parquet`` sees whole files only. The sink holds no mutable state, so any
-    number of threads may call ``write`` at once.
+    Every file is written under a temporary name, flushed to disk and renamed into place before
+    ``write`` returns (see ``ingestion.landing``), so a reader globbing ``<table>/**/*.parquet`` sees
+    whole files only and an acknowledged message survives an OS crash. The sink holds no mutable
+    state, so any number of threads may call ``write`` at once.
     """
 
     def __init__(self, landing_dir: Path) -> None:
         self.landing_dir = Path(landing_dir)
-        landing.ensure_table(self.landing_dir / GAME_EVENTS, GAME_EVENTS_SCHEMA)
-        landing.ensure_table(self.landing_dir / GAME_EVENTS_REJECTED, GAME_EVENTS_REJECTED_SCHEMA)
+        for table, schema in ((GAME_EVENTS, GAME_EVENTS_SCHEMA), (GAME_EVENTS_REJECTED, GAME_EVENTS_REJECTED_SCHEMA)):
+            landing.ensure_table(self.landing_dir / table, schema)
+            landing.recover(self.landing_dir / table)  # after an OS crash: damaged files out of the readers' way
 
     def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
         """Raises ``TransientSinkError`` when the file system refuses a write (a full disk, a
