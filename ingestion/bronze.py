@@ -34,6 +34,7 @@ STREAMED_TABLES = ("game_events", "game_events_rejected")
 
 
 def compact_local_bronze(landing_dir: Path) -> dict[str, int]:
-    """Compact the streamed tables of the local landing area (files merged away, per table)."""
+    """Compact the streamed tables of the local landing area (files merged, per table); a damaged
+    file is quarantined on the way (see ``ingestion.landing``)."""
     schemas = bronze_schemas()
-    return {table: compact(landing_dir / table, schemas[table]) for table in STREAMED_TABLES}
+    return {table: compact(landing_dir / table, schemas[table]).merged for table in STREAMED_TABLES}

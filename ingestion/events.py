@@ -12,19 +12,29 @@ the validator applies on purpose beyond plain JSON Schema:
 * integers must be JSON integers: ``2.0`` or ``1e2`` is not an ``integer`` (the contract says so);
 * patterns follow ECMA-262: ``$`` is the very end of the string, a trailing newline fails;
 * ``event_timestamp`` must also be a real instant (no 30 February, no leap second ``:60``, an
-  offset below 24 h) and fall between 2015-01-01T00:00:00Z and 24 h after the publish time.
+  offset below 24 h) and fall between 2015-01-01T00:00:00Z (and at most ``max_age`` before the
+  ingest time: BigQuery refuses to stream a row into a partition more than 5 years back) and 24 h
+  after the publish time.
+
+Any message is handled in work and memory bounded by its size, and never raises: nesting deeper
+than the decoder's stack is one rejection naming the depth; a batch holds at most
+``MAX_EVENTS_PER_MESSAGE`` events, and the items beyond it (with the items that are not objects,
+when there are more than ``MAX_NON_OBJECT_ROWS`` of those) make one message-level rejection, not
+one row each.
 """
 from __future__ import annotations
 
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
 from msgspec import UNSET, Raw, UnsetType
 
 from ingestion.contract import (
@@ -42,14 +52,23 @@ ERROR_TYPES: Final = (
     "oversize",
     "decompression",
     "empty_message",
+    "bigquery_refused",  # a valid event BigQuery refused to insert (written by the BigQuery sink)
 )
 
 # Pub/Sub caps a message at 10 MB; a compressed message may not inflate beyond this either.
 MAX_MESSAGE_BYTES: Final = 10 * 1024 * 1024
 # One event (its raw JSON) larger than this is rejected on its own as ``oversize``.
 MAX_EVENT_BYTES: Final = 256 * 1024
+# A batch holds at most this many events; the items beyond it are one message-level rejection.
+MAX_EVENTS_PER_MESSAGE: Final = 10_000
+# Up to this many items of a batch that are not objects are refused one row each; more are refused
+# together in one message-level row.
+MAX_NON_OBJECT_ROWS: Final = 100
 EARLIEST_EVENT_TIME: Final = datetime(2015, 1, 1, tzinfo=UTC)
 MAX_AHEAD_OF_PUBLISH: Final = timedelta(hours=24)
+# BigQuery streams a row into a time-partitioned table only if its partition is at most 5 years in
+# the past (and 1 year in the future); 1820 days stays inside that on every calendar.
+MAX_EVENT_AGE: Final = timedelta(days=1820)
 # Content encodings a publisher may declare (message attribute ``content-encoding``).
 CONTENT_ENCODINGS: Final = ("identity", "gzip")
 
@@ -75,16 +94,20 @@ class ValidEvent(msgspec.Struct, frozen=True, gc=False):
     schema_version: int
     params: bytes | None  # raw JSON object as sent, None when absent
     payload: bytes  # raw event JSON as sent
+    event_index: int = 0  # its place in the message's batch
 
 
 @dataclass(frozen=True, slots=True)
 class Rejection:
-    """Why an event (``event_index``) or the whole message (``event_index`` None) was refused."""
+    """Why an event (``event_index``) or the whole message (``event_index`` None) was refused.
+    ``log_message`` is ``error_message`` with the rejected value masked, for log lines (None: the
+    message quotes no value)."""
 
     error_type: str
     error_message: str
     payload: bytes
     event_index: int | None
+    log_message: str | None = None
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,10 +295,11 @@ _CONTRACT: Final = _build_contract(load_game_event_schema())
 
 
 class _Envelope(msgspec.Struct):
-    events: list[Raw] | UnsetType = UNSET
+    events: Raw | UnsetType = UNSET  # the batch's JSON text: its items are decoded only up to the cap
 
 
 _ENVELOPE_DECODER: Final = msgspec.json.Decoder(_Envelope)
+_BATCH_DECODER: Final = msgspec.json.Decoder(list[Raw])
 _GENERIC_DECODER: Final = msgspec.json.Decoder()
 
 
@@ -296,6 +320,18 @@ def value_repr(value: Any) -> str:
     return text if len(text) <= _VALUE_REPR_MAX else text[: _VALUE_REPR_MAX - 3] + "..."
 
 
+def masked_repr(value: Any) -> str:
+    """A JSON value as a log line may show it: its first two characters at most, and its size
+    (a player's e-mail typed into ``country`` must not reach the logs)."""
+    if isinstance(value, str):
+        return f"{value[:2]!r}... ({len(value)} chars)" if len(value) > 2 else f"({len(value)} chars)"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} key(s)"
+    if isinstance(value, list):
+        return f"an array of {len(value)} item(s)"
+    return "null" if value is None else type(value).__name__
+
+
 def _lookup(doc: Any, path: str) -> tuple[bool, Any]:
     node = doc
     for key, index in _PATH_TOKEN.findall(path):
@@ -309,9 +345,14 @@ def _lookup(doc: Any, path: str) -> tuple[bool, Any]:
 
 
 def describe_validation_error(
-    error: msgspec.ValidationError, raw: bytes, where: str, enums: Mapping[str, tuple[str, ...]]
+    error: msgspec.ValidationError,
+    raw: bytes,
+    where: str,
+    enums: Mapping[str, tuple[str, ...]],
+    render: Callable[[Any], str] = value_repr,
 ) -> str:
-    """Rewrite a msgspec error as ``<where><path>: <what>, got <value>``."""
+    """Rewrite a msgspec error as ``<where><path>: <what>, got <value>`` (the value as ``render``
+    shows it)."""
     match = _MSGSPEC_ERROR.match(str(error))
     assert match is not None  # the pattern matches any string
     detail, path = match["detail"], match["path"] or ""
@@ -326,13 +367,14 @@ def describe_validation_error(
     if _BAD_ENUM.match(detail):
         allowed = enums.get(path.lstrip("."), ())
         options = f", expected one of {', '.join(allowed)}" if allowed else ""
-        got = value_repr(value) if found else detail.removeprefix("Invalid enum value ")
+        shown = detail.removeprefix("Invalid enum value ")
+        got = render(value) if found else shown if render is value_repr else masked_repr(shown)
         return f"{location}: invalid value {got}{options}"
     text = detail.replace("`", "").replace("\\\\Z", "$")
     text = text[:1].lower() + text[1:]
     if found and not (value is None and text.endswith("got null")):
         sep = " " if _ENDS_WITH_GOT_TYPE.search(text) else ", got "
-        text = f"{text}{sep}{value_repr(value)}"
+        text = f"{text}{sep}{render(value)}"
     return f"{location}: {text}"
 
 
@@ -399,19 +441,20 @@ def _gunzip(data: bytes, max_bytes: int) -> bytes | Rejection:
             return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
-def _check_time(when: datetime, text: str, where: str, publish_time: datetime) -> str | None:
-    if when < EARLIEST_EVENT_TIME:
-        return f"{where}.event_timestamp: {text!r} is before {EARLIEST_EVENT_TIME.isoformat()}"
+def _check_time(when: datetime, text: str, where: str, publish_time: datetime, earliest: datetime) -> tuple[str, str] | None:
+    """Why ``when`` is out of range, as (error message, log message); None when in range."""
+    if when < earliest:
+        bound = (f"before {EARLIEST_EVENT_TIME.isoformat()}" if earliest == EARLIEST_EVENT_TIME else
+                 f"before {earliest.isoformat()}, the oldest time BigQuery can stream into its partitioned table")
+        return f"{where}.event_timestamp: {text!r} is {bound}", f"{where}.event_timestamp: {masked_repr(text)} is {bound}"
     if when > publish_time + MAX_AHEAD_OF_PUBLISH:
-        return (
-            f"{where}.event_timestamp: {text!r} is more than 24h after the publish time "
-            f"{publish_time.isoformat()}"
-        )
+        bound = f"is more than 24h after the publish time {publish_time.isoformat()}"
+        return f"{where}.event_timestamp: {text!r} {bound}", f"{where}.event_timestamp: {masked_repr(text)} {bound}"
     return None
 
 
-def _reject(error_type: str, message: str, payload: bytes, index: int) -> Rejection:
-    return Rejection(error_type=error_type, error_message=message, payload=payload, event_index=index)
+def _reject(error_type: str, message: str, payload: bytes, index: int, log_message: str | None = None) -> Rejection:
+    return Rejection(error_type, message, payload, index, log_message)
 
 
 def validate_event(
@@ -421,8 +464,10 @@ def validate_event(
     publish_time: datetime,
     max_event_bytes: int = MAX_EVENT_BYTES,
     contract: _Contract = _CONTRACT,
+    earliest: datetime = EARLIEST_EVENT_TIME,
 ) -> ValidEvent | Rejection:
-    """Validate one raw event; ``where`` names it in messages (``events[3]`` or ``event``)."""
+    """Validate one raw event; ``where`` names it in messages (``events[3]`` or ``event``);
+    ``earliest`` is the oldest event time accepted."""
     if len(payload) > max_event_bytes:
         message = f"{where}: {len(payload)} bytes, the limit is {max_event_bytes}"
         return _reject("oversize", message, payload, index)
@@ -430,7 +475,8 @@ def validate_event(
         event = contract.event_decoder.decode(payload)
     except msgspec.ValidationError as exc:
         message = describe_validation_error(exc, payload, where, contract.enums)
-        return _reject("schema_violation", message, payload, index)
+        masked = describe_validation_error(exc, payload, where, contract.enums, masked_repr)
+        return _reject("schema_violation", message, payload, index, masked)
 
     rule = contract.params_rules.get(event.event_name, contract.default_params)
     params: Raw = event.params
@@ -439,7 +485,8 @@ def validate_event(
             rule.decoder.decode(params)
         except msgspec.ValidationError as exc:
             message = describe_validation_error(exc, bytes(params), f"{where}.params", {})
-            return _reject("schema_violation", message, payload, index)
+            masked = describe_validation_error(exc, bytes(params), f"{where}.params", {}, masked_repr)
+            return _reject("schema_violation", message, payload, index, masked)
     elif rule.required:
         message = f"{where}.params: required field is missing for event_name {event.event_name!r}"
         return _reject("schema_violation", message, payload, index)
@@ -449,15 +496,15 @@ def validate_event(
     try:
         when: datetime = msgspec.convert(text, datetime)
     except msgspec.ValidationError:
-        message = f"{where}.event_timestamp: not a valid RFC 3339 date-time, got {value_repr(text)}"
-        return _reject("schema_violation", message, payload, index)
+        message = f"{where}.event_timestamp: not a valid RFC 3339 date-time, got "
+        return _reject("schema_violation", message + value_repr(text), payload, index, message + masked_repr(text))
     if when.tzinfo is None:  # pragma: no cover - excluded by the pattern
         message = f"{where}.event_timestamp: an offset is required, got {value_repr(text)}"
         return _reject("schema_violation", message, payload, index)
     when = when.astimezone(UTC)
-    out_of_range = _check_time(when, text, where, publish_time)
+    out_of_range = _check_time(when, text, where, publish_time, earliest)
     if out_of_range:
-        return _reject("timestamp_out_of_range", out_of_range, payload, index)
+        return _reject("timestamp_out_of_range", *out_of_range[:1], payload, index, out_of_range[1])
 
     return ValidEvent(
         event_id=event.event_id,
@@ -472,7 +519,70 @@ def validate_event(
         schema_version=event.schema_version,
         params=bytes(params) if params else None,
         payload=payload,
+        event_index=index,
     )
+
+
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPENERS: Final = pa.array([ord("["), ord("{")], pa.uint8())
+_CLOSERS: Final = pa.array([ord("]"), ord("}")], pa.uint8())
+
+
+def nesting_depth(data: bytes) -> int:
+    """How deep arrays and objects nest in JSON text (strings skipped), vectorised: linear in the
+    size, no recursion."""
+    text = _JSON_STRING.sub(b'""', data)
+    chars = pa.Array.from_buffers(pa.uint8(), len(text), [None, pa.py_buffer(text)])
+    steps = pc.subtract(pc.cast(pc.is_in(chars, _OPENERS), pa.int32()), pc.cast(pc.is_in(chars, _CLOSERS), pa.int32()))
+    depth = pc.max(pc.cumulative_sum(steps)).as_py() if len(text) else 0
+    return depth or 0
+
+
+# A batch with fewer separators than this is decoded whole (each item costs about 72 bytes);
+# one with more has its items counted first and only the first MAX_EVENTS_PER_MESSAGE decoded.
+_DECODE_WHOLE_BELOW: Final = 400_000
+
+
+def _batch(raw: bytes) -> tuple[list[Raw], int]:
+    """The first ``MAX_EVENTS_PER_MESSAGE`` items of the JSON array ``raw`` and how many it holds.
+    Items past the cap are counted, not decoded (a vectorised pass over the text), so 9 MB of
+    ``1,1,1,...`` costs a few arrays of its size rather than a Python object per item."""
+    if raw.count(b",") < _DECODE_WHOLE_BELOW:  # at most that many items: decode them all (< 30 MB)
+        items = _BATCH_DECODER.decode(raw)
+        return (items[:MAX_EVENTS_PER_MESSAGE] if len(items) > MAX_EVENTS_PER_MESSAGE else items), len(items)
+    total, cut = _count_items(raw)  # its arrays are freed before the decode
+    return _BATCH_DECODER.decode(raw if cut is None else raw[:cut] + b"]"), total
+
+
+def _count_items(raw: bytes) -> tuple[int, int | None]:
+    """How many items the JSON array ``raw`` holds, and the offset of the separator after the
+    ``MAX_EVENTS_PER_MESSAGE``-th (None when there are no more)."""
+    masked = _JSON_STRING.sub(lambda m: b'"' + b"." * (len(m[0]) - 2) + b'"', raw)  # same offsets
+    chars = pa.Array.from_buffers(pa.uint8(), len(masked), [None, pa.py_buffer(masked)])
+    # int16 is enough: the envelope's decode has already refused anything nested deeper than ~1000
+    depth = pc.cumulative_sum(pc.subtract(pc.cast(pc.is_in(chars, _OPENERS), pa.int16()),
+                                          pc.cast(pc.is_in(chars, _CLOSERS), pa.int16())))
+    separators = pc.indices_nonzero(pc.and_(pc.equal(chars, ord(",")), pc.equal(depth, 1)))
+    total = len(separators) + 1
+    return total, None if total <= MAX_EVENTS_PER_MESSAGE else separators[MAX_EVENTS_PER_MESSAGE - 1].as_py()
+
+
+def _too_deep(data: bytes, body: bytes) -> Rejection:
+    return _whole("malformed_json", f"message: JSON nested {nesting_depth(body)} levels deep, more than the "
+                  "decoder's stack allows (an event nests 3 levels)", data)
+
+
+def _collapsed(data: bytes, non_objects: list[int], beyond: int, total: int) -> Rejection:
+    """One message-level rejection for the items not validated one by one."""
+    parts = []
+    if beyond:
+        parts.append(f"{total} items, the limit is {MAX_EVENTS_PER_MESSAGE} events: the {beyond} from "
+                     f"events[{MAX_EVENTS_PER_MESSAGE}] on are not validated")
+    if non_objects:
+        shown = ", ".join(f"events[{i}]" for i in non_objects[:10])
+        more = f" and {len(non_objects) - 10} more" if len(non_objects) > 10 else ""
+        parts.append(f"{len(non_objects)} item(s) are not event objects: {shown}{more}")
+    return _whole("oversize" if beyond else "schema_violation", "message.events: " + "; ".join(parts), data)
 
 
 def parse_message(
@@ -482,10 +592,13 @@ def parse_message(
     content_encoding: str | None = None,
     max_message_bytes: int = MAX_MESSAGE_BYTES,
     max_event_bytes: int = MAX_EVENT_BYTES,
+    ingested_at: datetime | None = None,
+    max_age: timedelta = MAX_EVENT_AGE,
 ) -> tuple[list[ValidEvent], list[Rejection]]:
     """Split a Pub/Sub message's data into valid events and rejections. Never raises on bad data.
 
-    ``publish_time`` must be tz-aware; events more than 24 h after it are out of range.
+    ``publish_time`` must be tz-aware; events more than 24 h after it, or more than ``max_age``
+    before ``ingested_at`` (default: the publish time), are out of range.
     """
     if publish_time.tzinfo is None:
         raise ValueError(f"publish_time: must be tz-aware, got naive {publish_time.isoformat()}")
@@ -497,29 +610,54 @@ def parse_message(
         return [], [_whole("empty_message", "message: no data", data)]
     if not _is_utf8(body):
         return [], [_whole("not_utf8", "message: data is not valid UTF-8", data)]
+    raw_batch: bytes | None = None
     try:
         envelope = _ENVELOPE_DECODER.decode(body)
+        raw_batch = None if envelope.events is UNSET else bytes(envelope.events)
+        batch, total = (None, 1) if raw_batch is None else _batch(raw_batch)
+    except RecursionError:
+        return [], [_too_deep(data, body)]
     except msgspec.ValidationError as exc:
-        text = describe_validation_error(exc, body, "message", {})
         hint = " (expected one event object or {\"events\": [...]})"
+        where, doc = ("message", body) if raw_batch is None else ("message.events", raw_batch)
+        try:
+            text = describe_validation_error(exc, doc, where, {})
+        except RecursionError:
+            return [], [_too_deep(data, body)]
         return [], [_whole("malformed_json", text + hint, data)]
     except msgspec.DecodeError as exc:
         return [], [_whole("malformed_json", f"message: {exc}", data)]
 
-    if envelope.events is UNSET:
+    if batch is None:
         items: list[tuple[bytes, str]] = [(body, "event")]
-    elif not envelope.events:
+    elif not batch:
         return [], [_whole("empty_message", "message.events: empty batch", data)]
     else:
-        items = [(bytes(raw), f"events[{i}]") for i, raw in enumerate(envelope.events)]
+        items = [(bytes(raw), f"events[{i}]") for i, raw in enumerate(batch)]
+    del envelope, batch
 
     published = publish_time.astimezone(UTC)
+    earliest = max(EARLIEST_EVENT_TIME, (ingested_at or published).astimezone(UTC) - max_age)
     valid: list[ValidEvent] = []
     rejected: list[Rejection] = []
+    non_objects: list[int] = []
+    if items[0][1] != "event":
+        non_objects = [i for i, (payload, _) in enumerate(items) if payload[:1] != b"{"]
+        if len(non_objects) <= MAX_NON_OBJECT_ROWS:
+            non_objects = []  # each refused on its own below
+    skip = set(non_objects)
     for index, (payload, where) in enumerate(items):
-        result = validate_event(payload, where, index, published, max_event_bytes)
+        if index in skip:
+            continue
+        try:
+            result = validate_event(payload, where, index, published, max_event_bytes, earliest=earliest)
+        except RecursionError:
+            message = f"{where}: JSON nested {nesting_depth(payload)} levels deep, more than the decoder's stack allows"
+            result = _reject("malformed_json", message, payload, index)
         if isinstance(result, ValidEvent):
             valid.append(result)
         else:
             rejected.append(result)
+    if non_objects or total > len(items):
+        rejected.append(_collapsed(data, non_objects, total - len(items), total))
     return valid, rejected

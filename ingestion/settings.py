@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     data_dir: Path = REPO_ROOT / "data"
     # where valid and rejected events go: local files or BigQuery
     sink: Literal["local", "bigquery"] = "local"
+    # the oldest event the function accepts, in days before its arrival: BigQuery streams rows into
+    # a time-partitioned table only within 5 years back (older events are timestamp_out_of_range)
+    event_max_age_days: int = Field(default=1820, ge=1, le=1825)
     # dbt target and batch runner: the embedded twin or Google Cloud
     target: Literal["local", "bigquery"] = "local"
 

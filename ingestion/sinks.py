@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
 import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -21,7 +22,7 @@ import orjson
 import pyarrow as pa
 
 from ingestion import landing
-from ingestion.events import Rejection, ValidEvent
+from ingestion.events import ERROR_TYPES, Rejection, ValidEvent
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:
@@ -70,6 +71,16 @@ GAME_EVENTS_REJECTED_SCHEMA: Final = pa.schema(
 # insertAll accepts 10 MB and 50,000 rows per request; stay well below both.
 BQ_MAX_ROWS_PER_REQUEST: Final = 500
 BQ_MAX_BYTES_PER_REQUEST: Final = 5 * 1024 * 1024
+# A rejection keeps at most this much of its payload (base64 makes it a third larger), so a row stays
+# far below insertAll's 10 MB; its error message then records the original length and SHA-256.
+MAX_REJECTED_PAYLOAD_BYTES: Final = 256 * 1024
+# How often rows BigQuery did not insert because another row of their request was refused
+# ("stopped") are sent again before the delivery is retried as a whole.
+BQ_STOPPED_ATTEMPTS: Final = 3
+# error_type of a row BigQuery itself refused (it is then stored as a rejection, with its reason)
+BIGQUERY_REFUSED: Final = "bigquery_refused"
+if BIGQUERY_REFUSED not in ERROR_TYPES:
+    raise AssertionError(f"{BIGQUERY_REFUSED}: missing from ingestion.events.ERROR_TYPES")
 
 
 class TransientSinkError(RuntimeError):
@@ -130,9 +141,15 @@ for _cls, _schema in ((BronzeEvent, GAME_EVENTS_SCHEMA), (BronzeRejection, GAME_
 
 
 class Sink(Protocol):
-    """Stores bronze rows. Raises ``TransientSinkError`` when a retry may succeed."""
+    """Stores bronze rows. Raises ``TransientSinkError`` when a retry may succeed.
+    ``event_indexes`` (each event's place in its message) name an event the store refuses."""
 
-    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+    def write(
+        self,
+        events: Sequence[BronzeEvent],
+        rejections: Sequence[BronzeRejection],
+        event_indexes: Sequence[int] | None = None,
+    ) -> None:
         ...
 
 
@@ -169,14 +186,32 @@ def bronze_event(event: ValidEvent, delivery: Delivery) -> BronzeEvent:
     )
 
 
+def truncated(data: bytes, limit: int = MAX_REJECTED_PAYLOAD_BYTES) -> tuple[bytes, str]:
+    """``data`` cut to ``limit`` bytes (never inside a UTF-8 character of valid text), and what the
+    row's message adds about the cut ("" when nothing was cut)."""
+    if len(data) <= limit:
+        return data, ""
+    cut = data[:limit]
+    for back in range(4):  # a UTF-8 character is at most 4 bytes
+        try:
+            data[: limit - back].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        cut = data[: limit - back]
+        break
+    note = f" [payload: the first {len(cut)} of {len(data)} bytes kept, sha256 {hashlib.sha256(data).hexdigest()}]"
+    return cut, note
+
+
 def bronze_rejection(rejection: Rejection, delivery: Delivery) -> BronzeRejection:
-    payload, encoding = encode_payload(rejection.payload)
+    kept, note = truncated(rejection.payload)
+    payload, encoding = encode_payload(kept)
     return BronzeRejection(
         message_id=delivery.message_id,
         publish_time=delivery.publish_time,
         ingested_at=delivery.ingested_at,
         error_type=rejection.error_type,
-        error_message=rejection.error_message,
+        error_message=rejection.error_message + note,
         event_index=rejection.event_index,
         payload=payload,
         payload_encoding=encoding,
@@ -263,17 +298,24 @@ def landing_file_name(message_id: str) -> str:
 class LocalSink:
     """Writes one Parquet file per call and table under ``landing_dir/<table>/<ingest date>/``.
 
-    Every file is written under a temporary name and renamed into place, so a reader globbing
-    ``<table>/**/*.parquet`` sees whole files only. The sink holds no mutable state, so any
-    number of threads may call ``write`` at once.
+    Every file is written under a temporary name, flushed to disk and renamed into place before
+    ``write`` returns (see ``ingestion.landing``), so a reader globbing ``<table>/**/*.parquet`` sees
+    whole files only and an acknowledged message survives an OS crash. The sink holds no mutable
+    state, so any number of threads may call ``write`` at once.
     """
 
     def __init__(self, landing_dir: Path) -> None:
         self.landing_dir = Path(landing_dir)
-        landing.ensure_table(self.landing_dir / GAME_EVENTS, GAME_EVENTS_SCHEMA)
-        landing.ensure_table(self.landing_dir / GAME_EVENTS_REJECTED, GAME_EVENTS_REJECTED_SCHEMA)
+        for table, schema in ((GAME_EVENTS, GAME_EVENTS_SCHEMA), (GAME_EVENTS_REJECTED, GAME_EVENTS_REJECTED_SCHEMA)):
+            landing.ensure_table(self.landing_dir / table, schema)
+            landing.recover(self.landing_dir / table)  # after an OS crash: damaged files out of the readers' way
 
-    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+    def write(
+        self,
+        events: Sequence[BronzeEvent],
+        rejections: Sequence[BronzeRejection],
+        event_indexes: Sequence[int] | None = None,
+    ) -> None:
         """Raises ``TransientSinkError`` when the file system refuses a write (a full disk, a
         folder that is missing or not a folder): the message is redelivered and written again."""
         for table, rows, schema in (
@@ -335,21 +377,33 @@ def describe_insert_errors(
         who = f"row {index}"
         if key and isinstance(index, int) and 0 <= index < len(rows):
             who += f" ({key}={rows[index].get(key)!r})"
-        reasons = "; ".join(
-            f"{e.get('reason', '?')}"
-            + (f" at {e['location']}" if e.get("location") else "")
-            + (f": {e['message']}" if e.get("message") else "")
-            for e in err.get("errors", ())
-        )
-        parts.append(f"{who}: {reasons}")
+        parts.append(f"{who}: {_reasons(err.get('errors', ()))}")
     return f"{table}: {len(errors)} row(s) refused: " + " | ".join(parts)
 
 
 def rejection_insert_id(row: Mapping[str, Any]) -> str:
     """A rejection's insertId, the same on every delivery of its message:
-    ``<message_id>:<event_index>``, or ``<message_id>:message`` when the whole message was refused."""
+    ``<message_id>:<event_index>``, or ``<message_id>:message`` when the whole message was refused;
+    a row BigQuery refused adds ``:bigquery`` (its event was first taken as valid)."""
     index = row.get("event_index")
-    return f"{row['message_id']}:{'message' if index is None else index}"
+    suffix = ":bigquery" if row.get("error_type") == BIGQUERY_REFUSED else ""
+    return f"{row['message_id']}:{'message' if index is None else index}{suffix}"
+
+
+def refused_rejection(event: BronzeEvent, reasons: str, event_index: int | None) -> BronzeRejection:
+    """A valid event BigQuery refused, as a row of ``game_events_rejected`` with its reason."""
+    where = "event" if event_index is None else f"events[{event_index}]"
+    return BronzeRejection(
+        message_id=event.message_id,
+        publish_time=event.publish_time,
+        ingested_at=event.ingested_at,
+        error_type=BIGQUERY_REFUSED,
+        error_message=f"{where} (event_id {event.event_id!r}): BigQuery refused the row: {reasons}",
+        event_index=event_index,
+        payload=event.payload,
+        payload_encoding="utf8",
+        attributes="{}",
+    )
 
 
 def event_insert_id(row: Mapping[str, Any]) -> str:
@@ -389,9 +443,22 @@ class BigQuerySink:
     def table_id(self, table: str) -> str:
         return f"{self.project}.{self.dataset}.{table}"
 
-    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
-        self._insert(GAME_EVENTS, [bigquery_json(r) for r in events], event_insert_id, key="event_id")
-        self._insert(GAME_EVENTS_REJECTED, [bigquery_json(r) for r in rejections], rejection_insert_id, key=None)
+    def write(
+        self,
+        events: Sequence[BronzeEvent],
+        rejections: Sequence[BronzeRejection],
+        event_indexes: Sequence[int] | None = None,
+    ) -> None:
+        """Rows BigQuery refuses (reason ``invalid`` and the like) become rejections with its reason;
+        rows it did not insert because another row of their request was refused (``stopped``) are
+        sent again. Only a rejection it refuses, or a transient failure, raises."""
+        refused = self._insert(GAME_EVENTS, [bigquery_json(r) for r in events], event_insert_id, key="event_id")
+        more = [refused_rejection(events[i], why, event_indexes[i] if event_indexes else None) for i, why in refused]
+        rows = [bigquery_json(r) for r in [*rejections, *more]]
+        refused = self._insert(GAME_EVENTS_REJECTED, rows, rejection_insert_id, key=None)
+        if refused:
+            raise SinkRowError(f"{self.table_id(GAME_EVENTS_REJECTED)}: {len(refused)} row(s) refused: "
+                               + " | ".join(f"row {i}: {why}" for i, why in refused))
 
     def _insert(
         self,
@@ -399,23 +466,51 @@ class BigQuerySink:
         rows: list[dict[str, Any]],
         insert_id: Callable[[Mapping[str, Any]], str],
         key: str | None,
-    ) -> None:
+    ) -> list[tuple[int, str]]:
+        """Insert ``rows``; returns the (index, reasons) of the rows BigQuery refused."""
         table_id = self.table_id(table)
-        for offset, chunk in chunks(
-            rows, BQ_MAX_ROWS_PER_REQUEST, BQ_MAX_BYTES_PER_REQUEST, size=_json_size
-        ):
-            row_ids = [insert_id(r) for r in chunk]
-            try:
-                errors = self.client.insert_rows_json(
-                    table_id, chunk, row_ids=row_ids, retry=self.retry, timeout=self.timeout
-                )
-            except Exception as exc:
-                if _is_transient(exc):
-                    raise TransientSinkError(f"{table_id}: insertAll failed: {exc}") from exc
-                raise
-            if errors:
-                shifted = [{**e, "index": e.get("index", 0) + offset} for e in errors]
-                raise SinkRowError(describe_insert_errors(table_id, shifted, rows, key))
+        refused: list[tuple[int, str]] = []
+        for offset, chunk in chunks(rows, BQ_MAX_ROWS_PER_REQUEST, BQ_MAX_BYTES_PER_REQUEST, size=_json_size):
+            pending = list(range(offset, offset + len(chunk)))
+            for _ in range(BQ_STOPPED_ATTEMPTS):
+                errors = self._insert_all(table_id, [rows[i] for i in pending], insert_id)
+                stopped = []
+                for error in errors:
+                    index = pending[error["index"]]
+                    reasons = [e for e in error.get("errors", ()) if e.get("reason") != "stopped"]
+                    if reasons:
+                        refused.append((index, _reasons(reasons)))
+                    else:
+                        stopped.append(index)
+                if not stopped:
+                    break
+                pending = stopped
+            else:
+                raise TransientSinkError(
+                    f"{table_id}: {len(pending)} row(s) still not inserted after {BQ_STOPPED_ATTEMPTS} attempts: "
+                    + describe_insert_errors(table_id, errors, [rows[i] for i in pending], key))
+        return refused
+
+    def _insert_all(
+        self, table_id: str, rows: list[dict[str, Any]], insert_id: Callable[[Mapping[str, Any]], str]
+    ) -> Sequence[Mapping[str, Any]]:
+        try:
+            return self.client.insert_rows_json(
+                table_id, rows, row_ids=[insert_id(r) for r in rows], retry=self.retry, timeout=self.timeout
+            )
+        except Exception as exc:
+            if _is_transient(exc):
+                raise TransientSinkError(f"{table_id}: insertAll failed: {exc}") from exc
+            raise
+
+
+def _reasons(errors: Sequence[Mapping[str, Any]]) -> str:
+    return "; ".join(
+        f"{e.get('reason', '?')}"
+        + (f" at {e['location']}" if e.get("location") else "")
+        + (f": {e['message']}" if e.get("message") else "")
+        for e in errors
+    )
 
 
 def _json_size(row: Mapping[str, Any]) -> int:

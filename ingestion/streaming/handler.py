@@ -12,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import msgspec
@@ -121,8 +121,9 @@ def _stdout(line: bytes) -> None:
 def outcome_record(
     message_id: str, valid: int, rejections: Sequence[Rejection], duration_ms: float
 ) -> bytes:
+    # the masked message: a log line shows at most two characters of a rejected value
     listed = [
-        {"event_index": r.event_index, "error_type": r.error_type, "error_message": r.error_message}
+        {"event_index": r.event_index, "error_type": r.error_type, "error_message": r.log_message or r.error_message}
         for r in rejections[:MAX_LOGGED_REJECTIONS]
     ]
     extra = {"rejections_not_listed": len(rejections) - len(listed)} if len(rejections) > len(listed) else {}
@@ -162,23 +163,25 @@ def handle_message(
     started = time.perf_counter()
     if publish_time.tzinfo is None:
         publish_time = publish_time.replace(tzinfo=UTC)
+    ingested_at = now or datetime.now(UTC)
     valid: list[ValidEvent]
     rejections: list[Rejection]
     if envelope_error is not None:
         valid, rejections = [], [Rejection("malformed_json", envelope_error, data, None)]
     else:
         valid, rejections = parse_message(
-            data, publish_time, content_encoding=attributes.get(CONTENT_ENCODING_ATTRIBUTE)
+            data, publish_time, content_encoding=attributes.get(CONTENT_ENCODING_ATTRIBUTE),
+            ingested_at=ingested_at, max_age=max_event_age(),
         )
     delivery = Delivery(
         message_id=message_id,
         publish_time=publish_time,
-        ingested_at=now or datetime.now(UTC),
+        ingested_at=ingested_at,
         attributes=dict(attributes),
     )
     events, rejected = bronze_rows(delivery, valid, rejections)
     try:
-        sink.write(events, rejected)
+        sink.write(events, rejected, [e.event_index for e in valid])
     except Exception as exc:
         emit(
             log_record(
@@ -193,6 +196,12 @@ def handle_message(
         raise
     emit(outcome_record(message_id, len(events), rejections, (time.perf_counter() - started) * 1e3))
     return HandleResult(valid=len(events), rejected=len(rejected))
+
+
+@functools.cache
+def max_event_age() -> timedelta:
+    """The oldest event this process accepts, before its arrival (setting ``event_max_age_days``)."""
+    return timedelta(days=Settings().event_max_age_days)
 
 
 @functools.cache

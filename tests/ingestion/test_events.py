@@ -5,7 +5,8 @@ import gzip
 import json
 import random
 import re
-from datetime import UTC, datetime
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
@@ -17,9 +18,13 @@ from jsonschema.validators import extend
 from ingestion.contract import ContractError, ecma_to_python_pattern, load_game_event_schema
 from ingestion.events import (
     ERROR_TYPES,
+    MAX_EVENT_AGE,
     MAX_EVENT_BYTES,
+    MAX_EVENTS_PER_MESSAGE,
+    MAX_NON_OBJECT_ROWS,
     Rejection,
     ValidEvent,
+    nesting_depth,
     parse_message,
 )
 
@@ -55,8 +60,8 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj).encode()
 
 
-def one(data: bytes, publish_time: datetime = PUBLISH) -> ValidEvent | Rejection:
-    valid, rejected = parse_message(data, publish_time)
+def one(data: bytes, publish_time: datetime = PUBLISH, **options: Any) -> ValidEvent | Rejection:
+    valid, rejected = parse_message(data, publish_time, **options)
     assert len(valid) + len(rejected) == 1
     return (valid or rejected)[0]
 
@@ -312,6 +317,76 @@ def test_non_object_element_rejects_only_that_element() -> None:
     assert rejected[0].payload == b"7"
 
 
+def test_many_items_that_are_not_objects_are_one_message_level_rejection() -> None:
+    data = b'{"events": [' + dumps(event()) + b"," + b",".join([b"7"] * (MAX_NON_OBJECT_ROWS + 1)) + b"]}"
+    valid, rejected = parse_message(data, PUBLISH)
+    assert len(valid) == 1
+    assert [(r.event_index, r.error_type, r.error_message, r.payload) for r in rejected] == [
+        (None, "schema_violation", f"message.events: {MAX_NON_OBJECT_ROWS + 1} item(s) are not event objects: "
+         + ", ".join(f"events[{i}]" for i in range(1, 11)) + f" and {MAX_NON_OBJECT_ROWS + 1 - 10} more", data)]
+
+
+def test_a_batch_beyond_the_cap_validates_the_first_events_and_refuses_the_rest_in_one_row() -> None:
+    events = [event(event_id=f"00000000-0000-0000-0000-{i:012d}") for i in range(MAX_EVENTS_PER_MESSAGE + 5)]
+    data = dumps({"events": events[:-1] + [7]})
+    valid, rejected = parse_message(data, PUBLISH)
+    assert len(valid) == MAX_EVENTS_PER_MESSAGE
+    assert [(r.event_index, r.error_type, r.error_message) for r in rejected] == [(
+        None, "oversize", f"message.events: {MAX_EVENTS_PER_MESSAGE + 5} items, the limit is {MAX_EVENTS_PER_MESSAGE} "
+        f"events: the 5 from events[{MAX_EVENTS_PER_MESSAGE}] on are not validated")]
+
+
+def test_a_million_tiny_items_cost_one_row_and_bounded_time() -> None:
+    data = b'{"events": [' + b"1," * 999_999 + b"1]}"
+    started = time.perf_counter()
+    valid, (rejection,) = parse_message(data, PUBLISH)
+    assert not valid and rejection.event_index is None and rejection.error_type == "oversize"
+    assert rejection.error_message.startswith(f"message.events: 1000000 items, the limit is {MAX_EVENTS_PER_MESSAGE} events")
+    assert f"{MAX_EVENTS_PER_MESSAGE} item(s) are not event objects: events[0], events[1]" in rejection.error_message
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("depth", [1000, 200_000])
+@pytest.mark.parametrize("shape", ["array", "batch item", "unknown field", "params"])
+def test_deep_nesting_is_a_rejection_naming_the_depth(depth: int, shape: str) -> None:
+    nested = b"[" * depth + b"]" * depth
+    data = {"array": nested,
+            "batch item": b'{"events": [' + dumps(event()) + b", " + nested + b"]}",
+            "unknown field": dumps(event())[:-1] + b', "x": ' + nested + b"}",
+            "params": dumps(event())[:-2] + b', "x": ' + nested + b"}}"}[shape]
+    valid, rejected = parse_message(data, PUBLISH)
+    assert not valid and len(rejected) == 1
+    (rejection,) = rejected
+    assert rejection.error_type == "malformed_json" and rejection.event_index is None
+    found = re.search(r"JSON nested (\d+) levels deep", rejection.error_message)
+    assert found and depth <= int(found[1]) <= depth + 3, rejection.error_message  # its own and the envelope's
+
+
+def test_nesting_depth_skips_strings() -> None:
+    assert nesting_depth(b'{"a": "[[[{{", "b": [{"c": "\\"]"}]}') == 3
+    assert nesting_depth(b"") == 0
+
+
+def test_an_event_older_than_bigquery_streams_into_its_partitions_is_out_of_range() -> None:
+    arrived = datetime(2026, 3, 1, tzinfo=UTC)
+    old = event(event_id="00000000-0000-0000-0000-000000000001", event_timestamp="2020-02-01T00:00:00Z")
+    recent = event(event_id="00000000-0000-0000-0000-000000000002", event_timestamp="2021-04-01T00:00:00Z")
+    valid, rejected = parse_message(dumps({"events": [old, recent]}), arrived, ingested_at=arrived)
+    assert [v.event_id for v in valid] == [recent["event_id"]]
+    ((index, error_type, message),) = [(r.event_index, r.error_type, r.error_message) for r in rejected]
+    assert (index, error_type) == (0, "timestamp_out_of_range")
+    assert message == ("events[0].event_timestamp: '2020-02-01T00:00:00Z' is before 2021-03-07T00:00:00+00:00, "
+                       "the oldest time BigQuery can stream into its partitioned table")
+    assert MAX_EVENT_AGE == timedelta(days=1820)
+
+
+def test_log_messages_mask_the_rejected_value() -> None:
+    (rejection,) = parse_message(dumps(event(country="jane.doe@example.com")), PUBLISH)[1]
+    assert "jane.doe@example.com" in rejection.error_message  # stored with the row, as sent
+    assert rejection.log_message == (rejection.error_message.replace("'jane.doe@example.com'", "'ja'... (20 chars)"))
+    assert "doe" not in rejection.log_message
+
+
 @pytest.mark.parametrize(
     ("raw", "message"),
     [
@@ -363,7 +438,8 @@ def test_batch_error_message_names_the_index() -> None:
     ],
 )
 def test_time_rule(timestamp: str, accepted: bool) -> None:
-    result = one(dumps(event(event_timestamp=timestamp)))
+    # the contract's fixed floor, 2015-01-01, with the window of BigQuery's partitions opened wide
+    result = one(dumps(event(event_timestamp=timestamp)), max_age=timedelta(days=36500))
     if accepted:
         assert isinstance(result, ValidEvent)
     else:
@@ -395,7 +471,7 @@ def test_batch_of_1000_with_one_bad_event() -> None:
 
 
 def test_every_error_type_is_declared() -> None:
-    assert len(set(ERROR_TYPES)) == 7
+    assert len(set(ERROR_TYPES)) == 8 and "bigquery_refused" in ERROR_TYPES
 
 
 # ---------------------------------------------------------------------------------------------

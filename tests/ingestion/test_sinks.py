@@ -2,6 +2,8 @@
 (exercised offline through a real client whose HTTP transport is recorded)."""
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -11,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import duckdb
+import orjson
 import pyarrow.parquet as pq
 import pytest
 import requests
@@ -20,6 +23,7 @@ from google.cloud import bigquery
 from ingestion.events import parse_message
 from ingestion.settings import Settings
 from ingestion.sinks import (
+    MAX_REJECTED_PAYLOAD_BYTES,
     GAME_EVENTS_REJECTED_SCHEMA,
     GAME_EVENTS_SCHEMA,
     BigQuerySink,
@@ -29,6 +33,7 @@ from ingestion.sinks import (
     LocalSink,
     SinkRowError,
     TransientSinkError,
+    bigquery_json,
     bronze_rows,
     chunks,
     encode_payload,
@@ -271,21 +276,58 @@ def test_bigquery_sink_skips_empty_tables() -> None:
     assert [urlsplit(r["url"]).path.split("/")[-2] for r in session.requests] == ["game_events"]
 
 
-def test_bigquery_sink_row_errors_name_the_rows() -> None:
-    insert_errors = {
-        "insertErrors": [
-            {"index": 1, "errors": [{"reason": "invalid", "location": "params", "message": "bad JSON"}]}
-        ]
-    }
-    session = FakeSession(responses=[(200, insert_errors)])
-    events, rejections = rows(2)
-    with pytest.raises(SinkRowError) as info:
+OUT_OF_BOUNDS = ("Value 2019-01-01 00:00:00 UTC for field event_timestamp of the destination table is outside the "
+                 "allowed bounds. You can only stream to date range within 1825 days in the past and 366 days in the future")
+
+
+def test_rows_bigquery_refuses_become_rejections_and_the_stopped_rows_are_sent_again() -> None:
+    """insertAll answers 200 with insertErrors, as the real client returns them: the refused row
+    (reason ``invalid``) and the rows of its request BigQuery did not insert (``stopped``)."""
+    stopped = [{"reason": "stopped", "location": "", "debugInfo": "", "message": ""}]
+    insert_errors = {"insertErrors": [
+        {"index": 0, "errors": stopped},
+        {"index": 1, "errors": [{"reason": "invalid", "location": "event_timestamp", "debugInfo": "", "message": OUT_OF_BOUNDS}]},
+        {"index": 2, "errors": stopped},
+    ]}
+    session = FakeSession(responses=[(200, insert_errors), (200, {}), (200, {})])
+    events, rejections = rows(3)
+    bq_sink(session).write(events, rejections, [0, 1, 2])  # acknowledged: nothing raised
+
+    first, again, rejected = (r["json"]["rows"] for r in session.requests)
+    assert [r["insertId"] for r in first] == [e.event_id for e in events]
+    assert [r["insertId"] for r in again] == [events[0].event_id, events[2].event_id]  # the stopped rows only
+    assert [r["insertId"] for r in rejected] == ["m-1:3", "m-1:1:bigquery"]
+    refused = rejected[1]["json"]
+    assert (refused["error_type"], refused["event_index"], refused["payload"]) == ("bigquery_refused", 1, events[1].payload)
+    assert refused["error_message"] == (f"events[1] (event_id '{events[1].event_id}'): BigQuery refused the row: "
+                                        f"invalid at event_timestamp: {OUT_OF_BOUNDS}")
+
+
+def test_a_rejection_bigquery_refuses_fails_the_delivery_and_names_it() -> None:
+    insert_errors = {"insertErrors": [{"index": 0, "errors": [{"reason": "invalid", "location": "payload", "message": "too big"}]}]}
+    session = FakeSession(responses=[(200, {}), (200, insert_errors)])
+    events, rejections = rows(1)
+    with pytest.raises(SinkRowError, match=r"game_events_rejected: 1 row\(s\) refused: row 0: invalid at payload: too big"):
         bq_sink(session).write(events, rejections)
-    message = str(info.value)
-    assert "proj.game_analytics_bronze.game_events" in message
-    assert f"row 1 (event_id='{events[1].event_id}')" in message
-    assert "invalid at params: bad JSON" in message
-    assert len(session.requests) == 1  # rejections not attempted after a failure
+
+
+def test_rows_stopped_again_and_again_are_a_transient_failure() -> None:
+    stopped = {"insertErrors": [{"index": 0, "errors": [{"reason": "stopped", "message": ""}]}]}
+    session = FakeSession(responses=[(200, stopped)] * 3)
+    events, _ = rows(1)
+    with pytest.raises(TransientSinkError, match="still not inserted after 3 attempts"):
+        bq_sink(session).write(events, [])
+
+
+def test_a_rejection_row_stays_small_whatever_its_payload() -> None:
+    data = bytes(range(256)) * (8 * 4096)  # 8 MiB, not UTF-8
+    valid, rejected = parse_message(data, PUBLISH)
+    _, (row,) = bronze_rows(Delivery("m-8", PUBLISH, INGESTED), valid, rejected)
+    assert row.error_type == "not_utf8" and row.payload_encoding == "base64"
+    assert len(base64.b64decode(row.payload)) == MAX_REJECTED_PAYLOAD_BYTES
+    assert row.error_message.endswith(f"[payload: the first {MAX_REJECTED_PAYLOAD_BYTES} of {len(data)} bytes kept, "
+                                      f"sha256 {hashlib.sha256(data).hexdigest()}]")
+    assert len(orjson.dumps(bigquery_json(row))) < 400 * 1024
 
 
 def test_bigquery_sink_503_is_transient() -> None:

@@ -23,6 +23,7 @@ from deployments.streaming import config
 from ingestion.events import MAX_MESSAGE_BYTES
 from ingestion.sinks import BigQuerySink, LocalSink
 from ingestion.streaming.handler import HandleResult, handle_message, pubsub_message
+from tests.ingestion.streaming.silver import build_silver, query_silver
 
 PUBLISH = datetime(2026, 6, 1, 12, tzinfo=UTC)
 MIB = 1024 * 1024
@@ -51,10 +52,6 @@ def query(landing: Path, sql: str) -> list[tuple[Any, ...]]:
     with duckdb.connect() as con:
         for table in ("game_events", "game_events_rejected"):
             con.execute(f"create view {table} as select * from read_parquet('{landing}/{table}/**/*.parquet', union_by_name=true)")
-        con.execute(
-            "create view silver_events as select * from game_events "
-            "qualify row_number() over (partition by event_id order by ingested_at, message_id) = 1"
-        )
         return con.execute(sql).fetchall()
 
 
@@ -71,7 +68,9 @@ NEIGHBOURED = [
     ("wrong type", event(9, params={"level": "2"}), "schema_violation", "events[1].params.level: expected int, got str '2'"),
     ("unknown event_name", event(9, event_name="level_up"), "schema_violation", "events[1].event_name: invalid value 'level_up', expected one of"),
     ("far-future timestamp", event(9, event_timestamp="2031-01-01T00:00:00Z"), "timestamp_out_of_range", "is more than 24h after the publish time"),
-    ("pre-2015 timestamp", event(9, event_timestamp="2014-12-31T23:59:59Z"), "timestamp_out_of_range", "is before 2015-01-01"),
+    ("pre-2015 timestamp", event(9, event_timestamp="2014-12-31T23:59:59Z"), "timestamp_out_of_range", "'2014-12-31T23:59:59Z' is before "),
+    ("six years old", event(9, event_timestamp="2020-05-01T00:00:00Z"), "timestamp_out_of_range",
+     "the oldest time BigQuery can stream into its partitioned table"),
     ("not an object", "oops", "schema_violation", "events[1]: expected object, got str 'oops'"),
 ]
 
@@ -142,13 +141,18 @@ def test_a_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
 
 def test_a_redelivered_message_leaves_no_duplicate_in_silver(tmp_path: Path) -> None:
     data = batch(event(1), event(2, platform="switch"), event(1), event(3))  # event 1 also repeated inside
-    sink = LocalSink(tmp_path)
+    landing = tmp_path / "landing"
+    sink = LocalSink(landing)
     for _ in range(2):
         handle_message(data, {}, "m-1", PUBLISH, sink, emit=quiet)
-    assert query(tmp_path, "select count(*) from game_events") == [(6,)]
-    assert query(tmp_path, "select event_id from silver_events order by 1") == [(event(1)["event_id"],), (event(3)["event_id"],)]
+    assert query(landing, "select count(*) from game_events") == [(6,)]
     # rejections repeat with the same (message_id, event_index): the key of their insertId
-    assert query(tmp_path, "select distinct message_id, event_index from game_events_rejected") == [("m-1", 1)]
+    assert query(landing, "select distinct message_id, event_index from game_events_rejected") == [("m-1", 1)]
+    build_silver(tmp_path)  # silver as dbt's models build it
+    assert query_silver(tmp_path, "select event_id from silver.stg_bronze__game_events order by 1") == [
+        (event(1)["event_id"],), (event(3)["event_id"],)]
+    assert query_silver(tmp_path, "select message_id, event_index, error_type from "
+                        "silver.stg_bronze__game_events_rejected") == [("m-1", 1, "schema_violation")]
 
 
 def test_redelivery_sends_the_same_bigquery_insert_ids() -> None:
@@ -248,12 +252,13 @@ def test_bad_messages_answer_2xx_over_http(served: tuple[str, Path]) -> None:
 
 
 def ten_mb_batch(target: int) -> tuple[bytes, int]:
-    """A batch of valid events as close to ``target`` bytes as whole events allow."""
+    """A batch of valid events as close to ``target`` bytes as whole events allow (each about 1.3 KB,
+    so the batch stays within the contract's cap on events per message)."""
     parts: list[bytes] = []
     size = len(b'{"events":[]}')
     i = 0
     while True:
-        raw = json.dumps(event(i, note="x" * 200)).encode()
+        raw = json.dumps(event(i, note="x" * 1000)).encode()
         if size + len(raw) + 1 > target:
             break
         parts.append(raw)

@@ -79,8 +79,22 @@ def test_batch_with_valid_and_broken_events_lands(tmp_path: Path) -> None:
     assert record["rejections"][0] == {
         "event_index": 1,
         "error_type": "schema_violation",
-        "error_message": "events[1].params.level: expected int, got str '3'",
+        "error_message": "events[1].params.level: expected int, got str (1 chars)",  # the value masked
     }
+
+
+def test_a_rejected_value_reaches_the_log_only_masked(tmp_path: Path) -> None:
+    lines: list[bytes] = []
+    data = json.dumps({"events": [raw_event(0, country="jane.doe@example.com")]}).encode()
+    handle_message(data, {}, "m-mail", PUBLISH, LocalSink(tmp_path), emit=lines.append)
+    (line,) = lines
+    assert b"jane" not in line and b"example" not in line
+    logs = Lines()
+    logs(line)
+    assert logs.records[0]["rejections"][0]["error_message"].endswith("got 'ja'... (20 chars)")
+    # the stored row keeps the value, as sent, for whoever may read the rejected table
+    ((message,),) = query(tmp_path, "select error_message from game_events_rejected")
+    assert "'jane.doe@example.com'" in message
 
 
 def test_malformed_message_is_logged_and_stored_not_raised(tmp_path: Path) -> None:
@@ -117,7 +131,7 @@ def test_log_lists_at_most_fifty_rejections(tmp_path: Path) -> None:
 
 
 class FailingSink:
-    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection]) -> None:
+    def write(self, events: Sequence[BronzeEvent], rejections: Sequence[BronzeRejection], event_indexes: Any = None) -> None:
         raise TransientSinkError("proj.ds.game_events: insertAll failed: 503")
 
 

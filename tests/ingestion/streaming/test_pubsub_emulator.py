@@ -33,6 +33,7 @@ from deployments.local.pubsub import (
 from ingestion.simulator import Simulation, SimulationConfig, simulate
 from ingestion.simulator.deliver import publish_all
 from tests.conftest import SMALL, requires_pubsub_emulator
+from tests.ingestion.streaming.silver import build_silver, query_silver
 
 pytestmark = requires_pubsub_emulator()
 
@@ -107,11 +108,6 @@ def connect(landing: Path) -> duckdb.DuckDBPyConnection:
         con.execute(
             f"create view {table} as select * from read_parquet('{landing}/{table}/**/*.parquet', union_by_name=true)"
         )
-    # the rule of silver's stg_bronze__game_events
-    con.execute(
-        "create view silver_events as select * from game_events "
-        "qualify row_number() over (partition by event_id order by ingested_at, message_id) = 1"
-    )
     return con
 
 
@@ -124,11 +120,13 @@ class Landed:
 
 
 def read_landed(landing: Path) -> Landed:
+    """What landed, and silver's event ids as dbt's model builds them from it."""
     import base64
 
+    build_silver(landing.parent)
+    silver = [r[0] for r in query_silver(landing.parent, "select event_id from silver.stg_bronze__game_events")]
     with connect(landing) as con:
         events = con.execute("select message_id, event_id, payload from game_events").fetchall()
-        silver = [r[0] for r in con.execute("select event_id from silver_events").fetchall()]
         rejected = con.execute(
             "select message_id, event_index, error_type, payload, payload_encoding from game_events_rejected"
         ).fetchall()
