@@ -29,3 +29,19 @@ MIN_BACKOFF_S: Final = 10
 MAX_BACKOFF_S: Final = 600
 MAX_DELIVERY_ATTEMPTS: Final = 20
 ACK_DEADLINE_S: Final = TIMEOUT_S
+
+# Dead letters wait up to 31 days (the Pub/Sub maximum) to be inspected and replayed; an alert
+# policy (dead-letter-alert.json) fires as soon as one is waiting.
+DEAD_LETTER_RETENTION_DAYS: Final = 31
+# Rejected events keep their raw payload, which may hold personal data: each day's partition of
+# game_events_rejected is deleted after this many days (no model reads rejections beyond triage).
+REJECTED_RETENTION_DAYS: Final = 30
+ALERT_POLICY_FILE: Final = "deployments/streaming/dead-letter-alert.json"
+
+# The ingest account's custom roles: exactly what tabledata.insertAll needs (BigQuery docs, "Use the
+# legacy streaming API", required permissions), the table permissions granted on the two tables
+# only, the dataset permission on the bronze dataset (a table-level grant cannot carry it).
+INSERT_ROLE_ID: Final = "gaStreamingInsert"
+INSERT_ROLE_PERMISSIONS: Final = ("bigquery.tables.get", "bigquery.tables.updateData")
+DATASET_GET_ROLE_ID: Final = "gaDatasetGet"
+DATASET_GET_ROLE_PERMISSIONS: Final = ("bigquery.datasets.get",)

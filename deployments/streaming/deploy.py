@@ -3,19 +3,21 @@
     .venv/bin/python -m deployments.streaming.deploy --project P [--region europe-west1] \\
         [--dataset-prefix game_analytics] [--bq-location EU] [--dry-run]
 
-``--dry-run`` prints every command (README.md in this folder lists them too). A step whose
+``--dry-run`` prints every command. ``python -m deployments.gcp.setup`` runs these steps as part of
+the whole platform's set-up. A step whose
 resource already exists is skipped, so the script can run again after a change.
 
 What it sets up:
 
-* service accounts: ``game-events-ingest`` (the function runs as it; it may only insert into the
-  two bronze tables) and ``game-events-push`` (Eventarc pushes to the function as it; it may only
-  invoke this function);
+* service accounts: ``game-events-ingest`` (the function runs as it; custom roles let it insert
+  into the two bronze tables and nothing else) and ``game-events-push`` (Eventarc pushes to the
+  function as it; it may only invoke this function);
 * topic ``game-events``; dead-letter topic ``game-events-dead-letter`` with a pull subscription
-  (to inspect and replay dead letters);
+  that keeps dead letters 31 days (to inspect and replay them), and an alert policy that fires when
+  one is waiting;
 * BigQuery ``<prefix>_bronze.game_events`` (partitioned by event date, clustered by game_id and
-  event_name) and ``game_events_rejected`` (partitioned by ingest date, clustered by error_type),
-  with table-level IAM for the ingest account;
+  event_name) and ``game_events_rejected`` (partitioned by ingest date, clustered by error_type,
+  partitions deleted after ``REJECTED_RETENTION_DAYS``: raw payloads may hold personal data);
 * the gen2 function (built by ``deployments.streaming.build``), triggered by the topic with retry;
 * on the trigger's subscription: dead-lettering after ``MAX_DELIVERY_ATTEMPTS`` and a retry
   backoff, and the IAM the Pub/Sub service agent needs to forward dead letters.
@@ -23,6 +25,8 @@ What it sets up:
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shlex
 import subprocess
 import sys
@@ -42,8 +46,11 @@ APIS: Final = (
     "eventarc.googleapis.com",
     "pubsub.googleapis.com",
     "bigquery.googleapis.com",
+    "monitoring.googleapis.com",
+    "iam.googleapis.com",
 )
 PUSH_ACCOUNT_ID: Final = "game-events-push"
+BRONZE_DESCRIPTION: Final = "Bronze: data as delivered (streaming events, batch snapshots and exports)"
 # placeholders filled in when the step runs (looked up from the project)
 PROJECT_NUMBER: Final = "{project_number}"
 TRIGGER_SUBSCRIPTION: Final = "{trigger_subscription}"
@@ -72,6 +79,9 @@ class Target:
     def table(self, name: str) -> str:
         return f"{self.project}:{self.dataset}.{name}"
 
+    def role(self, role_id: str) -> str:
+        return f"projects/{self.project}/roles/{role_id}"
+
 
 @dataclass(frozen=True)
 class Step:
@@ -79,17 +89,43 @@ class Step:
     command: tuple[str, ...]
     exists: tuple[str, ...] | None = None  # a command that succeeds when the step is already done
     needs: tuple[str, ...] = field(default=())  # placeholders the command uses
+    stdin: str | None = None  # text the command reads (a manifest); printed by the dry run
+    stdin_env: str | None = None  # an environment variable the command reads on stdin (a secret; never printed)
 
 
 def gcloud(target: Target, *args: str) -> tuple[str, ...]:
     return ("gcloud", *args, f"--project={target.project}", "--quiet")
 
 
-def steps(t: Target) -> list[Step]:
+def dataset_step(project: str, dataset: str, location: str, description: str, *options: str) -> Step:
+    """Create a BigQuery dataset unless it exists (one definition, used by every set-up)."""
+    return Step(
+        f"dataset {dataset}",
+        ("bq", f"--location={location}", "mk", "--dataset", f"--description={description}", *options,
+         f"{project}:{dataset}"),
+        exists=("bq", "show", "--dataset", f"{project}:{dataset}"),
+    )
+
+
+def custom_role_steps(project: str, role_id: str, title: str, permissions: Sequence[str]) -> list[Step]:
+    """Create a project custom role unless it exists, then set exactly its permissions (re-runnable)."""
+    return [
+        Step(f"custom role {role_id}",
+             ("gcloud", "iam", "roles", "create", role_id, f"--project={project}", f"--title={title}",
+              f"--permissions={','.join(permissions)}", "--stage=GA", "--quiet"),
+             exists=("gcloud", "iam", "roles", "describe", role_id, f"--project={project}")),
+        Step(f"custom role {role_id}: exactly its permissions",
+             ("gcloud", "iam", "roles", "update", role_id, f"--project={project}",
+              f"--permissions={','.join(permissions)}", "--quiet")),
+    ]
+
+
+def steps(t: Target, enable_apis: bool = True) -> list[Step]:
     """Every step, in order (pure: builds the commands only)."""
     service_agent = f"serviceAccount:service-{PROJECT_NUMBER}@gcp-sa-pubsub.iam.gserviceaccount.com"
-    out = [
-        Step("enable APIs", gcloud(t, "services", "enable", *APIS)),
+    rejected_expiration = str(config.REJECTED_RETENTION_DAYS * 86400)
+    out = [Step("enable APIs", gcloud(t, "services", "enable", *APIS))] if enable_apis else []
+    out += [
         Step(
             "service account the function runs as",
             gcloud(t, "iam", "service-accounts", "create", config.SERVICE_ACCOUNT_ID,
@@ -109,14 +145,16 @@ def steps(t: Target) -> list[Step]:
         Step(
             "dead-letter pull subscription",
             gcloud(t, "pubsub", "subscriptions", "create", config.DEAD_LETTER_SUBSCRIPTION,
-                   f"--topic={config.DEAD_LETTER_TOPIC}", "--ack-deadline=60", "--message-retention-duration=7d"),
+                   f"--topic={config.DEAD_LETTER_TOPIC}", "--ack-deadline=60",
+                   f"--message-retention-duration={config.DEAD_LETTER_RETENTION_DAYS}d"),
             exists=gcloud(t, "pubsub", "subscriptions", "describe", config.DEAD_LETTER_SUBSCRIPTION),
         ),
         Step(
-            "bronze dataset",
-            ("bq", f"--location={t.bq_location}", "mk", "--dataset", f"{t.project}:{t.dataset}"),
-            exists=("bq", "show", "--dataset", f"{t.project}:{t.dataset}"),
+            "dead-letter subscription keeps messages the maximum time",
+            gcloud(t, "pubsub", "subscriptions", "update", config.DEAD_LETTER_SUBSCRIPTION,
+                   f"--message-retention-duration={config.DEAD_LETTER_RETENTION_DAYS}d"),
         ),
+        dataset_step(t.project, t.dataset, t.bq_location, BRONZE_DESCRIPTION),
         Step(
             "table game_events",
             ("bq", f"--location={t.bq_location}", "mk", "--table",
@@ -132,18 +170,32 @@ def steps(t: Target) -> list[Step]:
             ("bq", f"--location={t.bq_location}", "mk", "--table",
              f"--schema={SCHEMA_DIR / 'game_events_rejected.json'}",
              "--time_partitioning_type=DAY", "--time_partitioning_field=ingested_at",
+             f"--time_partitioning_expiration={rejected_expiration}",
              "--clustering_fields=error_type",
              "--description=Refused events and messages, one row each, with the reason",
              t.table("game_events_rejected")),
             exists=("bq", "show", t.table("game_events_rejected")),
         ),
+        Step(
+            "rejected events are deleted after their retention (raw payloads may hold personal data)",
+            ("bq", "update", f"--time_partitioning_expiration={rejected_expiration}", t.table("game_events_rejected")),
+        ),
+        *custom_role_steps(t.project, config.INSERT_ROLE_ID, "Streaming insert into a table",
+                           config.INSERT_ROLE_PERMISSIONS),
+        *custom_role_steps(t.project, config.DATASET_GET_ROLE_ID, "Read a dataset's metadata",
+                           config.DATASET_GET_ROLE_PERMISSIONS),
     ]
     for table in ("game_events", "game_events_rejected"):
         out.append(Step(
             f"ingest account may insert into {table} (and nothing else)",
             ("bq", "add-iam-policy-binding", f"--member=serviceAccount:{t.ingest_account}",
-             "--role=roles/bigquery.dataEditor", t.table(table)),
+             f"--role={t.role(config.INSERT_ROLE_ID)}", t.table(table)),
         ))
+    out.append(Step(
+        "ingest account may read the bronze dataset's metadata (streaming inserts check it)",
+        ("bq", "add-iam-policy-binding", f"--member=serviceAccount:{t.ingest_account}",
+         f"--role={t.role(config.DATASET_GET_ROLE_ID)}", f"{t.project}:{t.dataset}"),
+    ))
     out += [
         Step("stage the function source", (sys.executable, "-m", "deployments.streaming.build", f"--out={t.source}")),
         Step(
@@ -193,8 +245,18 @@ def steps(t: Target) -> list[Step]:
                    f"--member={service_agent}", "--role=roles/pubsub.subscriber"),
             needs=(PROJECT_NUMBER, TRIGGER_SUBSCRIPTION),
         ),
+        Step(
+            "alert policy: a dead letter is waiting",
+            gcloud(t, "monitoring", "policies", "create", f"--policy-from-file={config.ALERT_POLICY_FILE}"),
+            exists=("sh", "-c", "test -n \"$(gcloud monitoring policies list --project={p} --filter={f} "
+                    "--format='value(name)')\"".format(p=t.project, f=shlex.quote(f'displayName="{alert_policy_name()}"'))),
+        ),
     ]
     return out
+
+
+def alert_policy_name() -> str:
+    return json.loads((build.REPO_ROOT / config.ALERT_POLICY_FILE).read_text())["displayName"]
 
 
 def lookups(t: Target) -> dict[str, tuple[str, ...]]:
@@ -219,17 +281,29 @@ def fill(command: Sequence[str], values: dict[str, str]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def run(t: Target, dry_run: bool, execute: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> None:
+def printable(step: Step) -> str:
+    """The command as a shell line (what the dry run prints); a secret read on stdin stays a name."""
+    line = shlex.join(step.command)
+    if step.stdin is not None:
+        return f"{line} <<'EOF'\n{step.stdin.rstrip()}\nEOF"
+    if step.stdin_env is not None:
+        return f"printenv {step.stdin_env} | {line}"
+    return line
+
+
+def run_steps(all_steps: Sequence[Step], finders: dict[str, tuple[str, ...]], dry_run: bool,
+              execute: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> None:
+    """Run the steps in order: a placeholder is looked up when a step first needs it; a step whose
+    `exists` command succeeds is skipped. The dry run prints every command and runs nothing."""
     values: dict[str, str] = {}
-    finders = lookups(t)
-    for n, step in enumerate(steps(t), start=1):
+    for n, step in enumerate(all_steps, start=1):
         print(f"# {n}. {step.name}")
         if dry_run:
             for key in step.needs:
                 if key not in values:
                     print(f"#    {key} = $({shlex.join(finders[key])})")
                     values[key] = key
-            print(shlex.join(step.command))
+            print(printable(step))
             continue
         for key in step.needs:
             if key not in values:
@@ -237,10 +311,19 @@ def run(t: Target, dry_run: bool, execute: Callable[..., subprocess.CompletedPro
                 if not found:
                     raise RuntimeError(f"{key}: `{shlex.join(finders[key])}` printed nothing")
                 values[key] = found
-        if step.exists and execute(step.exists, capture_output=True, text=True).returncode == 0:
+        if step.exists and execute(fill(step.exists, values), capture_output=True, text=True).returncode == 0:
             print("#    already there")
             continue
-        execute(fill(step.command, values), check=True, text=True, cwd=build.REPO_ROOT)
+        stdin = step.stdin
+        if step.stdin_env is not None:
+            stdin = os.environ.get(step.stdin_env)
+            if not stdin:
+                raise RuntimeError(f"{step.name}: set {step.stdin_env} in the environment")
+        execute(fill(step.command, values), check=True, text=True, cwd=build.REPO_ROOT, input=stdin)
+
+
+def run(t: Target, dry_run: bool, execute: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> None:
+    run_steps(steps(t), lookups(t), dry_run, execute)
 
 
 def main(argv: list[str] | None = None) -> int:

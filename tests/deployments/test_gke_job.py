@@ -17,6 +17,7 @@ import asyncio
 import json
 import re
 import uuid
+from pathlib import Path
 from decimal import Decimal
 from typing import Any
 
@@ -27,20 +28,12 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.utilities.templating import apply_values
 from prefect_kubernetes.worker import KubernetesWorkerJobConfiguration
 
+from deployments.gcp import setup
 from tests.deployments.test_prefect_yaml import GKE_TEMPLATE, PRODUCTION, deployments
 
 IMAGE = "europe-west1-docker.pkg.dev/ga-prod/game-analytics/flows:0123456789ab"
-# the environment `prefect deploy --all` runs with (deployments/gke/README.md)
-DEPLOY_ENV = {
-    "GA_GCP_PROJECT": "ga-prod",
-    "GA_GCP_REGION": "europe-west1",
-    "GA_EXPORTS_URL": "gs://ga-prod-exports/daily",
-    "GA_DATAFLOW_TEMPLATE_PATH": "gs://ga-prod-dataflow/templates/batch-load.json",
-    "GA_DATAFLOW_TEMP_LOCATION": "gs://ga-prod-dataflow/tmp",
-    "GA_DATAFLOW_SERVICE_ACCOUNT": "ga-dataflow@ga-prod.iam.gserviceaccount.com",
-    "GA_IMAGE_REPOSITORY": "europe-west1-docker.pkg.dev/ga-prod/game-analytics/flows",
-    "PWD": "/src/game-analytics",
-}
+# the environment the set-up's last step runs `prefect deploy` with (deployments/gcp/setup.py)
+DEPLOY_ENV = {**setup.Target.example().deploy_env(), "PWD": "/src/game-analytics"}
 WORKLOAD_IDENTITY_KSA = "game-analytics-flows"
 
 GIB = Decimal(2**30)
@@ -126,7 +119,8 @@ def test_the_rendered_job_is_what_gke_autopilot_admits(name: str, monkeypatch: p
     env = {e.name: e.value for e in container.env}
     assert env["PREFECT_FLOW_RUN_EXECUTE_SIGTERM_BEHAVIOR"] == "reschedule"
     assert job.spec.ttl_seconds_after_finished and job.spec.ttl_seconds_after_finished > 0
-    assert configuration.pod_watch_timeout_seconds >= 300
+    # a pod that never starts is failed by Kubernetes, and the observer marks the run Crashed
+    assert job.spec.active_deadline_seconds and job.spec.active_deadline_seconds >= 3600
 
     # protected from autoscaler scale-down evictions
     assert pod.metadata.annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
@@ -138,7 +132,8 @@ def test_the_rendered_job_is_what_gke_autopilot_admits(name: str, monkeypatch: p
 
     # the production environment, with the deploy-time values filled in
     assert env["GA_TARGET"] == "bigquery"
-    assert env["GA_GCP_PROJECT"] == "ga-prod" and env["GA_DATAFLOW_TEMPLATE_PATH"].startswith("gs://")
+    assert env["GA_GCP_PROJECT"] == DEPLOY_ENV["GA_GCP_PROJECT"] and env["GA_DATAFLOW_TEMPLATE_PATH"].startswith("gs://")
+    assert env["GA_DATAFLOW_SDK_IMAGE"] == DEPLOY_ENV["GA_DATAFLOW_SDK_IMAGE"]
     assert int(env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"]) >= 30
     assert all(value not in (None, "") and "{{" not in value for value in env.values()), env
 
@@ -158,8 +153,74 @@ def test_the_pool_template_holds_the_autopilot_rules_whatever_a_deployment_sets(
     variables = template["variables"]["properties"]
     assert not {"backoff_limit", "cpu_limit", "memory_limit"} & set(variables)
     assert variables["service_account_name"]["default"] == WORKLOAD_IDENTITY_KSA
-    assert variables["pod_watch_timeout_seconds"]["minimum"] >= 300
+    assert variables["active_deadline_seconds"]["minimum"] >= 600
     configuration, manifest, job, _ = asyncio.run(render_job({"image": IMAGE}, "defaults"))
     (container,) = job.spec.template.spec.containers
     assert container.resources.limits == container.resources.requests
     assert job.spec.backoff_limit == 0
+    assert job.spec.active_deadline_seconds == variables["active_deadline_seconds"]["default"]
+
+
+def test_every_job_configuration_field_is_one_prefect_kubernetes_reads() -> None:
+    """prefect-kubernetes 0.8.0 no longer watches pods itself: `pod_watch_timeout_seconds`,
+    `job_watch_timeout_seconds` and `stream_output` are accepted and ignored. A field of the pool's
+    job configuration must be read somewhere in the worker, its observer or Prefect's base worker."""
+    import prefect.workers.base
+    import prefect_kubernetes.observer
+    import prefect_kubernetes.worker
+
+    modules = (prefect_kubernetes.worker, prefect_kubernetes.observer, prefect.workers.base)
+    source = "".join(Path(m.__file__).read_text() for m in modules)
+    template = json.loads(GKE_TEMPLATE.read_text())
+    unread = [key for key in template["job_configuration"] if not re.search(rf"\.{key}\b", source)]
+    assert not unread, f"job configuration fields prefect-kubernetes ignores: {unread}"
+
+
+def test_a_pod_that_never_starts_fails_at_the_deadline_and_the_run_is_crashed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow-run pod stuck in Pending (a missing Secret or image, no node) holds its run Pending, which
+    no automation reports. At the Job's activeDeadlineSeconds Kubernetes deletes the pod, counts it
+    failed and marks the Job Failed (reason DeadlineExceeded); the worker's observer, given that Job
+    event, marks the run Crashed (and the failure automation reports it)."""
+    import logging
+    from types import SimpleNamespace
+
+    import anyio
+    from prefect.states import Pending
+    from prefect_kubernetes import observer
+
+    job_variables = templated_job_variables("hourly", monkeypatch)
+    _, manifest, job, _ = asyncio.run(render_job(job_variables, "hourly"))
+    assert job.spec.active_deadline_seconds
+    labels = manifest["metadata"]["labels"]
+    flow_run = FlowRun(id=uuid.UUID(labels["prefect.io/flow-run-id"]), name="tidy-otter", flow_id=uuid.uuid4(),
+                       state=Pending())
+    proposed: list[Any] = []
+
+    class Orchestration:  # the Prefect API at its boundary
+        async def read_flow_run(self, flow_run_id: uuid.UUID) -> FlowRun:
+            assert flow_run_id == flow_run.id
+            return flow_run
+
+    async def propose_state(client: Any, state: Any, flow_run_id: uuid.UUID) -> Any:
+        proposed.append((flow_run_id, state))
+        return state
+
+    async def no_other_jobs(*args: Any, **kwargs: Any) -> list:  # the Kubernetes API: this Job only
+        return []
+
+    async def no_logs(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    monkeypatch.setattr(observer, "orchestration_client", Orchestration())
+    monkeypatch.setattr(observer, "propose_state", propose_state)
+    monkeypatch.setattr(observer, "_get_k8s_jobs", no_other_jobs)
+    monkeypatch.setattr(observer, "_fetch_crashed_pod_logs", no_logs)
+    # the observer waits 30 s for a replacement Job of a Pending run; none comes here
+    monkeypatch.setattr(observer, "anyio", SimpleNamespace(move_on_after=lambda s: anyio.move_on_after(0.2), sleep=anyio.sleep))
+
+    deadline_exceeded = {"failed": 1, "conditions": [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]}
+    asyncio.run(observer._mark_flow_run_as_crashed(
+        event={"type": "MODIFIED", "object": manifest}, name="hourly-abc12", labels=labels, status=deadline_exceeded,
+        logger=logging.getLogger("observer"), spec=manifest["spec"], uid="job-uid", namespace=manifest["metadata"]["namespace"]))
+    ((run_id, state),) = proposed
+    assert run_id == flow_run.id and state.is_crashed()

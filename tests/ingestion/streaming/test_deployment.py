@@ -118,10 +118,28 @@ def test_tables_are_partitioned_and_clustered() -> None:
     assert "--time_partitioning_field=ingested_at" in rejected
 
 
-def test_ingest_account_is_granted_the_two_tables_only() -> None:
+def test_ingest_account_may_insert_into_the_two_tables_and_nothing_else() -> None:
+    """Custom roles with exactly the permissions of a streaming insert (not dataEditor, which reads
+    every raw payload and deletes tables): the table ones on the two tables, the dataset one on bronze."""
     grants = [s.command for s in deploy.steps(TARGET) if "game-events-ingest@" in " ".join(s.command) and "iam-policy-binding" in " ".join(s.command)]
-    assert sorted(g[-1] for g in grants) == ["proj:game_analytics_bronze.game_events", "proj:game_analytics_bronze.game_events_rejected"]
     assert all(g[:2] == ("bq", "add-iam-policy-binding") for g in grants)
+    assert sorted((g[3], g[-1]) for g in grants) == [
+        ("--role=projects/proj/roles/gaDatasetGet", "proj:game_analytics_bronze"),
+        ("--role=projects/proj/roles/gaStreamingInsert", "proj:game_analytics_bronze.game_events"),
+        ("--role=projects/proj/roles/gaStreamingInsert", "proj:game_analytics_bronze.game_events_rejected"),
+    ]
+    updates = {s.command[4]: s.command[6] for s in deploy.steps(TARGET) if s.command[:4] == ("gcloud", "iam", "roles", "update")}
+    assert updates == {"gaStreamingInsert": "--permissions=bigquery.tables.get,bigquery.tables.updateData",
+                       "gaDatasetGet": "--permissions=bigquery.datasets.get"}
+
+
+def test_dead_letters_and_rejections_have_retention() -> None:
+    sub = step("dead-letter pull subscription")
+    assert f"--message-retention-duration={config.DEAD_LETTER_RETENTION_DAYS}d" in sub and config.DEAD_LETTER_RETENTION_DAYS >= 31
+    assert "--message-retention-duration=31d" in step("dead-letter subscription keeps messages the maximum time")
+    expiration = f"--time_partitioning_expiration={config.REJECTED_RETENTION_DAYS * 86400}"
+    assert expiration in step("table game_events_rejected")
+    assert expiration in step("rejected events are deleted after their retention (raw payloads may hold personal data)")
 
 
 def test_dead_lettering_is_configured_with_its_iam() -> None:
