@@ -28,6 +28,7 @@ DAILY_KPIS = f"{MART_CELLS}[mart_daily_kpis]"
 RETENTION = f"{MART_CELLS}[mart_retention]"
 SILVER_ONCE = "tests/dbt/test_marts.py::test_silver_holds_each_valid_event_once"
 TIME_RULE = "tests/ingestion/test_events.py::test_time_rule"
+MAIN_JOB = "tests/deployments/test_run_local.py"
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,21 @@ MUTATIONS: tuple[Mutation, ...] = (
         (Edit("ingestion/events.py", "MAX_AHEAD_OF_PUBLISH: Final = timedelta(hours=24)",
               "MAX_AHEAD_OF_PUBLISH: Final = timedelta(hours=25)"),),
         (TIME_RULE,),
+    ),
+    # the main job
+    Mutation(
+        "main_job_fallback_posts_one_message",
+        "without the emulator, the main job streams only its first message",
+        (Edit("deployments/local/run_local.py", "post_to_function(sim.messages, function_url)",
+              "post_to_function(sim.messages[:1], function_url)"),),
+        (f"{MAIN_JOB}::test_the_main_job_without_the_emulator_posts_to_the_function",),
+    ),
+    Mutation(
+        "main_job_publishes_one_message",
+        "with the emulator, the main job publishes only its first message",
+        (Edit("deployments/local/run_local.py", "publish_all(sim.messages, stack.project",
+              "publish_all(sim.messages[:1], stack.project"),),
+        (f"{MAIN_JOB}::test_the_main_job_streams_through_the_emulator_and_the_function",),
     ),
 )
 
