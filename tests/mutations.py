@@ -4,7 +4,7 @@ scratch copy of the tracked tree, with the tests that must catch it run there. A
 when it cannot be judged (a snippet not found exactly as often as expected, tests not collected,
 a timeout). The tests first run once on an unmutated copy: a test that fails there proves nothing.
 
-    .venv/bin/python -m tests.mutations [--only NAME ...] [--list] [--no-baseline]
+    .venv/bin/python -m tests.mutations [--only NAME ...] [--list]
 
 Exits non-zero when any mutation survives or errors. Run it before landing a change to the marts.
 """
@@ -201,7 +201,10 @@ def tracked_files(root: Path) -> list[str]:
 
 
 def scratch_copy(root: Path, files: list[str], into: Path) -> Path:
-    """The tracked tree (as it is on disk, uncommitted edits included) with `.venv` linked, not copied."""
+    """The tracked tree (as it is on disk, uncommitted edits included) with `.venv` linked, not copied.
+    Readable by every user: the embedded PostgreSQL server runs as an unprivileged user when the
+    tests run as root, and a private temporary folder would hide its own binaries from it."""
+    into.chmod(0o755)
     tree = into / "tree"
     for name in files:
         source = root / name
@@ -240,7 +243,10 @@ def run_tests(tree: Path, tests: tuple[str, ...], log: Path) -> tuple[int | None
         except subprocess.TimeoutExpired:
             code = None
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    return code, lines[-1] if lines else ""
+    # pytest's summary line, and the first line of the first failure: what caught the mutation
+    first_error = next((line[1:].strip() for line in lines if line.startswith("E ")), "")
+    summary = lines[-1] if lines else ""
+    return code, f"{summary}; {first_error[:160]}" if first_error else summary
 
 
 def judge(code: int | None) -> str:
@@ -288,7 +294,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.mutations", description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", action="append", metavar="NAME", help="run only this mutation (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
-    parser.add_argument("--no-baseline", action="store_true", help="skip the run of the tests on the unmutated tree")
     args = parser.parse_args(argv)
 
     by_name = {mutation.name: mutation for mutation in MUTATIONS}
@@ -305,12 +310,13 @@ def main(argv: list[str] | None = None) -> int:
     files = tracked_files(ROOT)
     logs = Path(tempfile.mkdtemp(prefix="mutation-logs-"))
     print(f"logs in {logs}", flush=True)
-    if not args.no_baseline:
-        passed, seconds, last = baseline(selected, ROOT, files, logs)
-        print(f"baseline (unmutated): {'pass' if passed else 'FAIL'} in {seconds:.0f} s: {last}", flush=True)
-        if not passed:
-            print("the tests fail without any mutation: nothing can be judged", file=sys.stderr)
-            return 2
+    # a kill means something only where the same tests pass on the same scratch layout unmutated
+    passed, seconds, last = baseline(selected, ROOT, files, logs)
+    print(f"baseline (unmutated): {'pass' if passed else 'FAIL'} in {seconds:.0f} s: {last}", flush=True)
+    if not passed:
+        print(f"the tests fail without any mutation, nothing can be judged: see {logs / 'baseline.log'}",
+              file=sys.stderr)
+        return 2
     outcomes = []
     for mutation in selected:
         outcome = run_mutation(mutation, ROOT, files, logs)
