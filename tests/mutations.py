@@ -243,8 +243,10 @@ def run_tests(tree: Path, tests: tuple[str, ...], log: Path) -> tuple[int | None
         except subprocess.TimeoutExpired:
             code = None
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    # pytest's summary line, and the first line of the first failure: what caught the mutation
-    first_error = next((line[1:].strip() for line in lines if line.startswith("E ")), "")
+    # pytest's summary line, and what caught the mutation: the dbt node that failed in a fixture's
+    # build, else the first line of the first failure
+    dbt_failure = next((line.split("Failure in ", 1)[1].strip() for line in lines if "Failure in " in line), "")
+    first_error = dbt_failure or next((line[1:].strip() for line in lines if line.startswith("E ")), "")
     summary = lines[-1] if lines else ""
     return code, f"{summary}; {first_error[:160]}" if first_error else summary
 
