@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ingestion.settings import REPO_ROOT, Settings
 from ingestion.simulator import SimulationConfig, simulate
 from tests.conftest import requires_pubsub_emulator
@@ -47,7 +49,9 @@ def assert_marts_equal_the_ground_truth(data_dir: Path) -> None:
         assert warehouse.differences(got, want) == [], mart
 
 
-def test_the_main_job_without_the_emulator_posts_to_the_function(data_dir: Path, tmp_path_factory) -> None:
+def test_the_main_job_without_the_emulator_posts_to_the_function(
+    data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     # a Cloud SDK without its pubsub-emulator component first on PATH: the job's own check
     # (deployments.local.pubsub.emulator_unavailable_reason) finds the emulator missing
     sdk = tmp_path_factory.mktemp("cloud-sdk")
