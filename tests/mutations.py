@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -242,7 +243,7 @@ def run_tests(tree: Path, tests: tuple[str, ...], log: Path) -> tuple[int | None
                                               timeout=TIMEOUT_S).returncode
         except subprocess.TimeoutExpired:
             code = None
-    lines = [line for line in log.read_text().splitlines() if line.strip()]
+    lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", log.read_text()).splitlines() if line.strip()]
     # pytest's summary line, and what caught the mutation: the dbt node that failed in a fixture's
     # build, else the first line of the first failure
     dbt_failure = next((line.split("Failure in ", 1)[1].strip() for line in lines if "Failure in " in line), "")
