@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from flows import assets
 from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
@@ -180,8 +181,12 @@ def ingest_batch(source: str, start: date, end: date, params: PipelineParameters
 
 @task(name="dbt-build", persist_result=True)
 def dbt_build(params: PipelineParameters, target_path: Path) -> list[NodeResult]:
-    return run_step("build", params, target_path, select=params.select, exclude=[*params.exclude, QUALITY_GATE],
-                    exclude_resource_types=NOT_IN_PRODUCTION, full_refresh=params.full_refresh)
+    assets.preload()
+    try:
+        return run_step("build", params, target_path, select=params.select, exclude=[*params.exclude, QUALITY_GATE],
+                        exclude_resource_types=NOT_IN_PRODUCTION, full_refresh=params.full_refresh)
+    finally:  # what was built is an asset materialization even when other nodes failed
+        assets.materialize_dbt_assets(target_path)
 
 
 @task(name="dbt-test", persist_result=True)
