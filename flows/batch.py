@@ -12,6 +12,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
+from flows import gcp
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
     finished = False
     try:
         for delay in poll_delays():
-            state = dataflow.get_job_state(job_id, settings)
+            state = dataflow.get_job_state(job_id, settings, gcp.jobs_client(settings))
             outcome = dataflow.outcome(state)
             logger.info("Dataflow job %s: %s", job_id, state.name)
             if outcome != dataflow.RUNNING:
@@ -57,7 +58,7 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
     except BaseException:
         if not finished:
             logger.warning("cancelling Dataflow job %s", job_id)
-            dataflow.cancel_job(job_id, settings)
+            dataflow.cancel_job(job_id, settings, gcp.jobs_client(settings))
         raise
     raise AssertionError("unreachable")
 
@@ -67,7 +68,8 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     from ingestion.batch import dataflow
     from ingestion.batch.launch import launch
 
-    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"))
+    templates = gcp.templates_client(settings) if settings.target != "local" else None
+    result = launch(source, start, end, settings, run_id=str(flow_run.get_id() or "adhoc"), templates=templates)
     if result.job_id is None:  # ran to the end in this process
         get_run_logger().info("%s: %d rows loaded, %d rejected (%s)", source, result.rows_loaded,
                               result.rows_rejected, result.runner)
@@ -87,6 +89,7 @@ def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
     parameters = getattr(flow_run, "parameters", None) or {}
     if parameters.get("target", "local") == "local":
         return
-    cancelled = dataflow.cancel_run_jobs(str(getattr(flow_run, "id")), Settings(target=parameters["target"]))
+    settings = Settings(target=parameters["target"])
+    cancelled = dataflow.cancel_run_jobs(str(getattr(flow_run, "id")), settings, gcp.jobs_client(settings))
     if cancelled:
         print(f"cancelled Dataflow jobs {cancelled} of flow run {getattr(flow_run, 'id')}")

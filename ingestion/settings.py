@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     gcp_region: str = "europe-west1"
     bq_dataset_prefix: str = "game_analytics"
     bq_location: str = "EU"
+    # the prefect-gcp GcpCredentials block (its name) the flows' Google clients take credentials
+    # from; unset, or a block with no key: Application Default Credentials (Workload Identity on GKE)
+    gcp_credentials_block: str | None = None
+    # where each run publishes its KPI report and the daily dbt docs: gs://bucket/prefix; unset:
+    # data_dir/reports
+    reports_url: str | None = None
 
     # Batch loads (ingestion/batch): their sources
     # the studio's operational database (players, store_items): a libpq DSN or URI. Unset: those

@@ -13,6 +13,7 @@ from prefect import flow
 import flows.batch
 from flows.batch import DataflowJobFailed
 from flows.pipeline import PipelineParameters, ingest_batch
+from tests.gcp_keys import save_credentials_block
 
 
 class FakeDataflow:
@@ -62,7 +63,8 @@ def dataflow(monkeypatch: pytest.MonkeyPatch, prefect_api: str):
     for name, value in {"GA_GCP_PROJECT": "studio-analytics", "GA_GCP_REGION": "europe-west1",
                         "GA_DATAFLOW_TEMPLATE_PATH": "gs://studio-dataflow/templates/batch-load.json",
                         "GA_DATAFLOW_TEMP_LOCATION": "gs://studio-dataflow/tmp",
-                        "GA_POSTGRES_DSN": "host=10.20.0.5 dbname=studio user=ingest"}.items():
+                        "GA_POSTGRES_DSN": "host=10.20.0.5 dbname=studio user=ingest",
+                        "GA_GCP_CREDENTIALS_BLOCK": save_credentials_block()}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(flows.batch, "FIRST_POLL_S", 0.05)
     return install
