@@ -99,3 +99,29 @@ def materialize_dbt_assets(target_path: Path) -> list[str]:
         emit_event(event="prefect.asset.materialization.succeeded", resource=event["resource"],
                    related=event["related"], occurred=event["occurred"], payload=event["payload"])
     return [e["resource"]["prefect.resource.id"] for e in events]
+
+
+# the marts' freshness, as events the freshness automation (blocks/freshness.py) listens to
+MART_FRESH = "ga.marts.fresh"
+MART_STALE = "ga.marts.stale"
+
+
+def mart_resource(target: str) -> dict[str, str]:
+    return {"prefect.resource.id": f"ga.marts.{target}", "prefect.resource.name": f"gold KPI marts ({target})"}
+
+
+def report_mart_freshness(newest_arrival: datetime | None, target: str, max_age_hours: float,
+                          now: datetime | None = None) -> str:
+    """Emit whether the marts just built are fresh: their newest event arrival (what reached bronze
+    and was built into gold) no older than max_age_hours. Returns the event's name."""
+    from datetime import timezone
+
+    now = now or datetime.now(timezone.utc)
+    if newest_arrival is not None and newest_arrival.tzinfo is None:
+        newest_arrival = newest_arrival.replace(tzinfo=timezone.utc)
+    age_s = None if newest_arrival is None else (now - newest_arrival).total_seconds()
+    name = MART_FRESH if age_s is not None and age_s <= max_age_hours * 3600 else MART_STALE
+    emit_event(event=name, resource=mart_resource(target),
+               payload={"newest_arrival": newest_arrival.isoformat() if newest_arrival else None,
+                        "age_seconds": age_s, "max_age_seconds": max_age_hours * 3600})
+    return name

@@ -17,7 +17,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from flows import assets
+from flows import assets, report
 from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
@@ -200,12 +200,14 @@ def dbt_test(params: PipelineParameters, target_path: Path) -> list[NodeResult]:
 
 
 @task(name="publish-summary")
-def publish_summary(loads: list[LoadResult], built: list[NodeResult], tested: list[NodeResult], target: str) -> list[dict]:
+def publish_summary(loads: list[LoadResult], built: list[NodeResult], tested: list[NodeResult], target: str,
+                    run_dir: Path | None = None, docs: bool = False) -> list[dict]:
     kpis = show("latest_daily_kpis", Settings(target=target), target=target, limit=200)
+    published = report.publish_run_report(Settings(target=target), target, run_dir, str(flow_run.get_id() or "adhoc"), docs)
     latest = [row for row in kpis if kpis and row["activity_date"] == kpis[0]["activity_date"]]
     create_table_artifact(key="daily-kpis", table=[{k: "" if v is None else str(v) for k, v in r.items()} for r in latest],
                           description="KPIs of the latest day, per game")
-    create_markdown_artifact(key="pipeline-run-summary", markdown=summary_markdown(loads, built, tested, kpis))
+    create_markdown_artifact(key="pipeline-run-summary", markdown=summary_markdown(loads, built, tested, kpis) + "\n\n" + published)
     return kpis
 
 
@@ -252,11 +254,12 @@ def game_analytics_pipeline(
     notify_block: str | None = None,
     dbt_timeout_s: int = 3600,
     dataflow_timeout_s: int = 7200,
+    docs: bool = False,
 ) -> list[dict]:
     """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests.
 
     `notify_block` names the notification block ("<type-slug>/<name>") failures are sent to;
-    by default the one in the GA_NOTIFY_BLOCK setting."""
+    by default the one in the GA_NOTIFY_BLOCK setting. `docs` also publishes the dbt docs."""
     params = PipelineParameters(target=target, sources=sources, select=select, exclude=exclude,
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s)
@@ -276,4 +279,4 @@ def game_analytics_pipeline(
         loads = [f.result() for f in futures]
         built = dbt_build(params, run_dir / "build")
         tested = dbt_test(params, run_dir)
-        return publish_summary(loads, built, tested, params.target)
+        return publish_summary(loads, built, tested, params.target, run_dir, docs)

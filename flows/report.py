@@ -5,8 +5,8 @@ analyses (`dbt/analyses/report_*.sql`), so it works on either warehouse."""
 from __future__ import annotations
 
 import html
-import json
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Sequence
 
@@ -68,16 +68,27 @@ def headline(data: KpiData) -> list[dict[str, Any]]:
     return out
 
 
+# how the headline shows each number: money in cents, ratios as in the marts
+DISPLAY = {"revenue_usd": "{:.2f}", "ad_revenue_usd": "{:.2f}", "arpdau": "{:.4f}", "retention_d1": "{:.4f}"}
+
+
+def shown(column: str, value: Any) -> str:
+    """A headline cell as text (dbt show hands decimals over as JSON numbers: 0.00 arrives as 0.0)."""
+    if value is None or value == "":
+        return ""
+    return DISPLAY[column].format(Decimal(str(value))) if column in DISPLAY else str(value)
+
+
 def headline_markdown(data: KpiData, report_url: str | None = None) -> str:
     rows = headline(data)
-    lines = ["## Headline KPIs", ""]
+    lines = ["## KPI report", ""]
     if report_url:
         lines += [f"[KPI report]({report_url})", ""]
     if not rows:
         return "\n".join(lines + ["No activity in gold yet."])
     cols = list(rows[0])
     lines += ["| " + " | ".join(cols) + " |", "|---" * len(cols) + "|"]
-    lines += ["| " + " | ".join("" if r[c] is None else str(r[c]) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(shown(c, r[c]) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -123,7 +134,7 @@ def render_html(data: KpiData, title: str = "Game analytics: KPI report") -> str
     heads = headline(data)
     cols = list(heads[0]) if heads else []
     table = ("<table id='headline'><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr>"
-             + "".join("<tr>" + "".join(f"<td>{'' if r[c] is None else html.escape(str(r[c]))}</td>" for c in cols)
+             + "".join("<tr>" + "".join(f"<td>{html.escape(shown(c, r[c]))}</td>" for c in cols)
                        + "</tr>" for r in heads) + "</table>")
     charts = "".join(
         f"<section>{fig.to_html(full_html=False, include_plotlyjs=False, div_id=key, config={'responsive': True})}</section>"
@@ -132,6 +143,68 @@ def render_html(data: KpiData, title: str = "Game analytics: KPI report") -> str
             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style>"
             f"<script>{get_plotlyjs()}</script></head><body><h1>{html.escape(title)}</h1>"
-            f"<h2>Latest day</h2>{table}{charts}"
-            f"<script type='application/json' id='kpi-data'>{json.dumps(heads, default=str)}</script>"
-            "</body></html>")
+            f"<h2>Latest day</h2>{table}{charts}</body></html>")
+
+
+def publish(name: str, content: bytes, content_type: str, run_id: str, settings: Any) -> str:
+    """Write one published file of a run and return its link: to the GCS bucket of
+    settings.reports_url (gs://bucket/prefix/<run id>/<name>) in production, else to
+    data_dir/reports/<run id>/<name>, with a copy in data_dir/reports/latest/."""
+    if settings.reports_url:
+        if not settings.reports_url.startswith("gs://"):
+            raise ValueError(f"reports_url must be gs://bucket[/prefix], got {settings.reports_url!r}")
+        from flows import gcp
+
+        bucket, _, prefix = settings.reports_url.removeprefix("gs://").partition("/")
+        blob = "/".join(part for part in (prefix.strip("/"), run_id, name) if part)
+        gcp.storage_client(settings).bucket(bucket).blob(blob).upload_from_string(content, content_type=content_type)
+        return f"https://storage.cloud.google.com/{bucket}/{blob}"
+    reports = settings.data_dir / "reports"
+    for folder in (run_id, "latest"):
+        (reports / folder).mkdir(parents=True, exist_ok=True)
+        (reports / folder / name).write_bytes(content)
+    return (reports / run_id / name).resolve().as_uri()
+
+
+def generate_docs(settings: Any, target: str, target_path: Any) -> bytes:
+    """`dbt docs generate --static` in the current dbt session: one HTML file with the manifest and
+    the warehouse's catalog inlined."""
+    from prefect import get_run_logger
+
+    from flows.dbt import DbtFailure, dbt_args, invoke
+
+    logger = get_run_logger()
+    args = [*dbt_args("docs generate", target=target, target_path=target_path), "--static"]
+    code = invoke(args, settings, on_log=lambda line: logger.log(
+        {"warn": 30, "error": 40}.get(line.level, 10), line.message))
+    page = target_path / "static_index.html"
+    if code != 0 or not page.exists():
+        raise DbtFailure("docs generate", [], f"exit code {code}, see the log above")
+    return page.read_bytes()
+
+
+def publish_run_report(settings: Any, target: str, run_dir: Any, run_id: str, docs: bool) -> str:
+    """The run's KPI report (and, with docs, the dbt docs) published and linked from the run as link
+    artifacts; the marts' freshness reported as an event. Returns the summary's markdown for them."""
+    from prefect.artifacts import create_link_artifact
+
+    from flows.assets import report_mart_freshness
+    from flows.dbt import show
+
+    data = read_gold(settings, target)
+    url = publish("kpi-report.html", render_html(data).encode(), "text/html; charset=utf-8", run_id, settings)
+    create_link_artifact(key="kpi-report", link=url, link_text="KPI report",
+                         description="DAU/MAU, revenue, ARPDAU, retention cohorts and the level funnel, from gold")
+    markdown = headline_markdown(data, url)
+    if docs:
+        docs_url = publish("dbt-docs.html", generate_docs(settings, target, run_dir / "docs"),
+                           "text/html; charset=utf-8", run_id, settings)
+        create_link_artifact(key="dbt-docs", link=docs_url, link_text="dbt docs",
+                             description="The dbt project's models, columns, tests and lineage, with the warehouse catalog")
+        markdown += f"\n\n[dbt docs]({docs_url})"
+    newest = show("report_freshness", settings, target=target, limit=1)
+    arrival = newest[0]["newest_arrival"] if newest else None
+    if isinstance(arrival, str):
+        arrival = datetime.fromisoformat(arrival.replace("Z", "+00:00"))
+    report_mart_freshness(arrival, target, settings.mart_max_age_hours)
+    return markdown

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     # where each run publishes its KPI report and the daily dbt docs: gs://bucket/prefix; unset:
     # data_dir/reports
     reports_url: str | None = None
+    # the marts are fresh when their newest event arrival is at most this old (the freshness
+    # automation alerts when no fresh build is reported for that long)
+    mart_max_age_hours: float = Field(default=2, gt=0)
 
     # Batch loads (ingestion/batch): their sources
     # the studio's operational database (players, store_items): a libpq DSN or URI. Unset: those
