@@ -100,7 +100,7 @@ def figures(data: KpiData) -> dict[str, Any]:
     games = data.games
     dau_mau, revenue, arpdau, funnel = go.Figure(), go.Figure(), go.Figure(), go.Figure()
     for game in games:
-        days = by_game(data.daily, game)
+        days = sorted(by_game(data.daily, game), key=lambda r: str(r["activity_date"]))
         x = [str(r["activity_date"]) for r in days]
         dau_mau.add_scatter(x=x, y=[number(r["dau"]) for r in days], name=f"{game} DAU", mode="lines+markers")
         dau_mau.add_scatter(x=x, y=[number(r["mau"]) for r in days], name=f"{game} MAU", mode="lines",
@@ -114,16 +114,19 @@ def figures(data: KpiData) -> dict[str, Any]:
     revenue.update_layout(barmode="stack")
     retention = make_subplots(rows=1, cols=max(len(games), 1), subplot_titles=games, shared_yaxes=True)
     for i, game in enumerate(games, start=1):
-        cohorts = by_game(data.retention, game)
+        cohorts = sorted(by_game(data.retention, game), key=lambda r: str(r["cohort_date"]))
         retention.add_heatmap(
             x=[d.upper() for d in RETENTION_DAYS], y=[str(r["cohort_date"]) for r in cohorts],
             z=[[number(r[f"retention_{d}"]) for d in RETENTION_DAYS] for r in cohorts],
             name=game, coloraxis="coloraxis", texttemplate="%{z:.0%}", row=1, col=i)
+    cohorts_shown = max((len(by_game(data.retention, g)) for g in games), default=0)
     retention.update_layout(coloraxis={"colorscale": "Blues", "cmin": 0, "cmax": 1})
-    retention.update_yaxes(autorange="reversed")
+    # one row per cohort, newest at the bottom (a date axis would draw gaps between the days)
+    retention.update_yaxes(type="category", autorange="reversed")
+    figs_height = {"retention": max(420, 18 * cohorts_shown + 120)}
     figs = {"dau-mau": dau_mau, "revenue": revenue, "arpdau": arpdau, "retention": retention, "funnel": funnel}
     for key, fig in figs.items():
-        fig.update_layout(title=CHARTS[key], template="plotly_white", height=420, margin={"t": 60})
+        fig.update_layout(title=CHARTS[key], template="plotly_white", height=figs_height.get(key, 420), margin={"t": 60})
     return figs
 
 

@@ -55,7 +55,10 @@ def test_a_stale_mart_is_reported_by_the_freshness_automation(data_dir: Path, ti
     received = wait_for(alerts, MAX_AGE.total_seconds() + 45)
     assert received, "no freshness alert"
     assert received[0]["subject"] == "[automation] gold marts stale: gold KPI marts (local)"
-    assert MART_STALE in received[0]["body"]
+    body = received[0]["body"]
+    assert MART_STALE in body
+    # the report carries the newest arrival the run built into gold: the events landed this year
+    assert f"newest event arrival {datetime.now(timezone.utc).year}-" in body, body
 
 
 def test_marts_reported_fresh_in_time_raise_no_alert_and_silence_does(alerts: Receiver) -> None:
