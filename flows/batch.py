@@ -12,6 +12,7 @@ from prefect import get_run_logger
 from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
+from flows import gcp
 from ingestion.settings import Settings
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
     finished = False
     try:
         for delay in poll_delays():
-            state = dataflow.get_job_state(job_id, settings)
+            state = dataflow.get_job_state(job_id, settings, gcp.jobs_client(settings))
             outcome = dataflow.outcome(state)
             logger.info("Dataflow job %s: %s", job_id, state.name)
             if outcome != dataflow.RUNNING:
@@ -58,7 +59,7 @@ def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.s
     except BaseException:
         if not finished:
             logger.warning("cancelling Dataflow job %s", job_id)
-            dataflow.cancel_job(job_id, settings)
+            dataflow.cancel_job(job_id, settings, gcp.jobs_client(settings))
         raise
     raise AssertionError("unreachable")
 
@@ -89,16 +90,17 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     from ingestion.batch.launch import DataflowLaunch, dataflow_result, launch
 
     run_id = str(flow_run.get_id() or "adhoc")
-    if settings.target != "local":
-        cancel_jobs_of_ended_runs(settings, run_id)
-    result = launch(source, start, end, settings, run_id=run_id, only_changed=only_changed)
+    templates, jobs = (gcp.templates_client(settings), gcp.jobs_client(settings)) if settings.target != "local" else (None, None)
+    if jobs is not None:
+        cancel_jobs_of_ended_runs(settings, run_id, jobs)
+    result = launch(source, start, end, settings, run_id=run_id, templates=templates, jobs=jobs, only_changed=only_changed)
     if not isinstance(result, DataflowLaunch):  # ran to the end in this process
         return report_load(result, max_rejected_share)
     url = dataflow.console_url(settings.gcp_project or "", settings.gcp_region, result.job_id)
     create_link_artifact(link=url, link_text=f"Dataflow job {result.job_id}", key=f"dataflow-{source.replace('_', '-')}",
                          description=f"Batch ingestion of {source}, {start} to {end}")
     wait_for_job(result.job_id, settings, timeout_s)
-    counts = dataflow.job_counts(result.job_id, settings)
+    counts = dataflow.job_counts(result.job_id, settings, gcp.metrics_client(settings))
     return report_load(dataflow_result(result, counts), max_rejected_share)
 
 
@@ -146,6 +148,7 @@ def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
     parameters = getattr(flow_run, "parameters", None) or {}
     if parameters.get("target", "local") == "local":
         return
-    cancelled = dataflow.cancel_run_jobs(str(getattr(flow_run, "id")), Settings(target=parameters["target"]))
+    settings = Settings(target=parameters["target"])
+    cancelled = dataflow.cancel_run_jobs(str(getattr(flow_run, "id")), settings, gcp.jobs_client(settings))
     if cancelled:
         print(f"cancelled Dataflow jobs {cancelled} of flow run {getattr(flow_run, 'id')}")

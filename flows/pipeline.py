@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator, model_validator
 
+from flows import assets, report
 from flows.batch import DEFAULT_MAX_REJECTED_SHARE, cancel_dataflow_jobs, ingest_source
 from flows.dbt import (
     DBT_DIR,
@@ -118,6 +119,8 @@ class PipelineParameters(BaseModel):
     batch_days: int | None = Field(default=None, gt=0)
     # only the exports new or changed since they were last loaded (an hourly run; local bronze)
     changed_only: bool = False
+    # also publish the dbt docs next to the KPI report (the daily runs)
+    docs: bool = False
 
     @field_validator("sources")
     @classmethod
@@ -289,8 +292,12 @@ def ingest_batch(source: str, start: date, end: date, params: PipelineParameters
 
 @task(name="dbt-build", persist_result=True)
 def dbt_build(params: PipelineParameters, target_path: Path) -> list[NodeResult]:
-    return run_step("build", params, target_path, select=params.select, exclude=[*params.exclude, QUALITY_GATE],
-                    exclude_resource_types=NOT_IN_PRODUCTION, full_refresh=params.full_refresh)
+    assets.preload()
+    try:
+        return run_step("build", params, target_path, select=params.select, exclude=[*params.exclude, QUALITY_GATE],
+                        exclude_resource_types=NOT_IN_PRODUCTION, full_refresh=params.full_refresh)
+    finally:  # what was built is an asset materialization even when other nodes failed
+        assets.materialize_dbt_assets(target_path)
 
 
 @task(name="dbt-test", persist_result=True)
@@ -304,12 +311,14 @@ def dbt_test(params: PipelineParameters, target_path: Path) -> list[NodeResult]:
 
 
 @task(name="publish-summary")
-def publish_summary(loads: list[LoadResult], built: list[NodeResult], tested: list[NodeResult], target: str) -> list[dict]:
+def publish_summary(loads: list[LoadResult], built: list[NodeResult], tested: list[NodeResult], target: str,
+                    run_dir: Path | None = None, docs: bool = False) -> list[dict]:
     kpis = show("latest_daily_kpis", Settings(target=target), target=target, limit=200)
+    published = report.publish_run_report(Settings(target=target), target, run_dir, str(flow_run.get_id() or "adhoc"), docs)
     latest = [row for row in kpis if kpis and row["activity_date"] == kpis[0]["activity_date"]]
     create_table_artifact(key="daily-kpis", table=[{k: "" if v is None else str(v) for k, v in r.items()} for r in latest],
                           description="KPIs of the latest day, per game")
-    create_markdown_artifact(key="pipeline-run-summary", markdown=summary_markdown(loads, built, tested, kpis))
+    create_markdown_artifact(key="pipeline-run-summary", markdown=summary_markdown(loads, built, tested, kpis) + "\n\n" + published)
     return kpis
 
 
@@ -370,16 +379,17 @@ def game_analytics_pipeline(
     max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
     batch_days: int | None = None,
     changed_only: bool = False,
+    docs: bool = False,
 ) -> list[dict]:
     """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests.
 
     `notify_block` names the notification block ("<type-slug>/<name>") failures are sent to;
-    by default the one in the GA_NOTIFY_BLOCK setting."""
+    by default the one in the GA_NOTIFY_BLOCK setting. `docs` also publishes the dbt docs."""
     params = PipelineParameters(target=target, sources=sources, select=select, exclude=exclude,
                                 full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
                                 dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s,
                                 max_rejected_share=max_rejected_share, batch_days=batch_days,
-                                changed_only=changed_only)
+                                changed_only=changed_only, docs=docs)
     settings = Settings(target=params.target)
     with warehouse_lease():
         return with_retries(lambda: build(params, settings), settings.flow_retries, settings.flow_retry_delay_s)
@@ -406,4 +416,4 @@ def build(params: PipelineParameters, settings: Settings) -> list[dict]:
         loads = [f.result() for f in futures]
         built = dbt_build(params, run_dir / "build")
         tested = dbt_test(params, run_dir)
-        return publish_summary(loads, built, tested, params.target)
+        return publish_summary(loads, built, tested, params.target, run_dir, params.docs)

@@ -45,6 +45,15 @@ class Settings(BaseSettings):
     gcp_region: str = "europe-west1"
     bq_dataset_prefix: str = "game_analytics"
     bq_location: str = "EU"
+    # the prefect-gcp GcpCredentials block (its name) the flows' Google clients take credentials
+    # from; unset, or a block with no key: Application Default Credentials (Workload Identity on GKE)
+    gcp_credentials_block: str | None = None
+    # where each run publishes its KPI report and the daily dbt docs: gs://bucket/prefix; unset:
+    # data_dir/reports
+    reports_url: str | None = None
+    # the marts are fresh when their newest event arrival is at most this old (the freshness
+    # automation alerts when no fresh build is reported for that long)
+    mart_max_age_hours: float = Field(default=2, gt=0)
 
     # Batch loads (ingestion/batch): their sources
     # the studio's operational database (players, store_items) for in-process loads (local

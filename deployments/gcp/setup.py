@@ -41,7 +41,7 @@ WORK_QUEUE: Final = "warehouse"
 WORKER_VALUES: Final = "deployments/gke/worker-values.yaml"
 BASE_JOB_TEMPLATE: Final = "deployments/gke/base-job-template.json"
 API_KEY_SECRET: Final = "prefect-api-key"  # in WORKER_NAMESPACE, key `key` (worker-values.yaml)
-# Secret Manager; blocks/register.py reads it (sm://) on the machine running the set-up and keeps the
+# Secret Manager; blocks/register.py reads it (GcpSecret) on the machine running the set-up and keeps the
 # URL in the Prefect block: the flow runs never read the secret
 WEBHOOK_SECRET: Final = "ga-slack-webhook"
 AUDIT_DATASET_DAYS: Final = 30  # stored test failures (dbt store_failures) expire after this
@@ -108,6 +108,10 @@ class Target:
         return f"{self.project}-dataflow-templates"
 
     @property
+    def reports_bucket(self) -> str:  # each run's KPI report and the dbt docs
+        return f"{self.project}-reports"
+
+    @property
     def exports_bucket(self) -> str:  # the studio's daily exports (fx_rates)
         return f"{self.project}-exports"
 
@@ -135,6 +139,7 @@ class Target:
             "GA_BQ_DATASET_PREFIX": self.dataset_prefix,
             "GA_BQ_LOCATION": self.bq_location,
             "GA_EXPORTS_URL": f"gs://{self.exports_bucket}/daily",
+            "GA_REPORTS_URL": f"gs://{self.reports_bucket}/reports",
             "GA_DATAFLOW_TEMPLATE_PATH": self.template_path,
             "GA_DATAFLOW_SDK_IMAGE": self.dataflow_image,
             "GA_DATAFLOW_TEMP_LOCATION": f"gs://{self.dataflow_bucket}/tmp",
@@ -234,7 +239,7 @@ def steps(t: Target) -> list[Step]:
                         exists=gcloud(t, "iam", "service-accounts", "describe", t.account(account_id))))
 
     # storage: private buckets, uniform access, never public
-    for bucket in (t.dataflow_bucket, t.templates_bucket, t.exports_bucket):
+    for bucket in (t.dataflow_bucket, t.templates_bucket, t.exports_bucket, t.reports_bucket):
         out.append(Step(f"bucket {bucket}",
                         gcloud(t, "storage", "buckets", "create", f"gs://{bucket}", f"--location={t.region}",
                                "--uniform-bucket-level-access", "--public-access-prevention"),
@@ -270,6 +275,7 @@ def steps(t: Target) -> list[Step]:
                     "--role=roles/iam.serviceAccountUser")),
         bucket_grant(t, t.templates_bucket, flows, "roles/storage.objectViewer", "flows: read the Flex Template spec, never write it"),
         bucket_grant(t, t.exports_bucket, flows, "roles/storage.objectViewer", "flows: list and read the daily exports"),
+        bucket_grant(t, t.reports_bucket, flows, "roles/storage.objectUser", "flows: publish the KPI report and dbt docs"),
     ]
     # the Dataflow workers' account
     out += [
@@ -342,7 +348,7 @@ def steps(t: Target) -> list[Step]:
     deploy_env = [f"{k}={v}" for k, v in t.deploy_env().items()]
     out += [
         Step("alert block (webhook URL from Secret Manager)",
-             ("env", f"GA_SLACK_WEBHOOK_URL=sm://projects/{t.project}/secrets/{WEBHOOK_SECRET}", py, "-m", "blocks.register")),
+             ("env", f"GA_GCP_PROJECT={t.project}", f"GA_SLACK_WEBHOOK_SECRET={WEBHOOK_SECRET}", py, "-m", "blocks.register")),
         Step("automations (failed, crashed, late and zombie runs)", (py, "-m", "blocks.automations")),
         Step("Helm knows the Prefect charts",
              ("helm", "repo", "add", "--force-update", "prefect", "https://prefecthq.github.io/prefect-helm")),

@@ -74,5 +74,7 @@ def kpi_report(settings: Settings, days: int = 7) -> str:
               f"  warehouse (DuckDB):   {settings.warehouse_path}   (schemas bronze, silver, gold)",
               f"  bronze landing area:  {settings.landing_dir}",
               f"  ground truth:         {settings.truth_dir}",
+              f"  KPI report:           {settings.data_dir / 'reports' / 'latest' / 'kpi-report.html'}   (open it in a browser)",
+              f"  dbt docs:             {settings.data_dir / 'reports' / 'latest' / 'dbt-docs.html'}",
               f"  Prefect runs:         PREFECT_HOME={settings.data_dir / 'prefect'} .venv/bin/prefect server start, then http://127.0.0.1:4200"]
     return "\n".join(lines)

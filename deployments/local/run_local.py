@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Prefect server: {api_url.removesuffix('/api')}")
         stream(sim, settings)
         with temporary_settings(updates={PREFECT_API_URL: api_url}):
-            game_analytics_pipeline()
+            game_analytics_pipeline(docs=True)
             flush_prefect_telemetry()
     print()
     print(kpi_report(settings))

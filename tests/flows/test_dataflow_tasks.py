@@ -14,6 +14,7 @@ from prefect import flow
 import flows.batch
 from flows.batch import DataflowJobFailed
 from flows.pipeline import PipelineParameters, ingest_batch
+from tests.gcp_keys import save_credentials_block
 
 
 def counter(name: str, value: int, tentative: bool = False) -> df.MetricUpdate:
@@ -103,7 +104,8 @@ def dataflow(monkeypatch: pytest.MonkeyPatch, prefect_api: str):
                         "GA_DATAFLOW_SDK_IMAGE": "europe-west1-docker.pkg.dev/studio-analytics/dataflow/batch-load:1",
                         "GA_DATAFLOW_SERVICE_ACCOUNT": "ga-dataflow@studio-analytics.iam.gserviceaccount.com",
                         "GA_CLOUDSQL_INSTANCE": "studio-analytics:europe-west1:studio-db",
-                        "GA_CLOUDSQL_DATABASE": "studio"}.items():
+                        "GA_CLOUDSQL_DATABASE": "studio",
+                        "GA_GCP_CREDENTIALS_BLOCK": save_credentials_block()}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(flows.batch, "FIRST_POLL_S", 0.05)
     return install

@@ -1,0 +1,75 @@
+"""The data's own freshness promise, as an automation (applied like the others, idempotently):
+
+    python -m blocks.freshness [--block custom-webhook/game-analytics-alerts]
+
+- **game-analytics: marts stale**: after each build the pipeline reports its marts' freshness as
+  an event on the resource `ga.marts.<target>`: `ga.marts.fresh` when the newest event arrival
+  built into gold is at most GA_MART_MAX_AGE_HOURS (2) old, `ga.marts.stale` otherwise
+  (flows/assets.py). After any such report, the automation expects a fresh one within those
+  hours; when none comes (stale data, failing or stopped builds, no worker) it sends a
+  notification through the same block as the other alerts.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import timedelta
+from uuid import UUID
+
+from prefect.automations import Automation
+from prefect.events.actions import SendNotification
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
+
+from blocks.automations import apply, notification_block_id
+from flows.assets import MART_FRESH, MART_STALE
+from ingestion.settings import Settings
+
+STALE = "game-analytics: marts stale"
+
+STALE_SUBJECT = "[automation] gold marts stale: {{ event.resource['prefect.resource.name'] }}"
+STALE_BODY = """\
+Automation alert: no fresh build of {{ event.resource['prefect.resource.name'] }} was reported in the \
+last {max_age}. The last report: {{ event.event }} at {{ event.occurred }}, newest event arrival \
+{{ event.payload.newest_arrival }} ({{ event.payload.age_seconds }} s old)."""
+
+
+def stale_marts(block_document_id: UUID, max_age: timedelta | None = None) -> Automation:
+    max_age = max_age or timedelta(hours=Settings().mart_max_age_hours)
+    return Automation(
+        name=STALE,
+        description=f"Notify when the gold marts have not been reported fresh for {max_age}.",
+        enabled=True,
+        trigger=EventTrigger(
+            after={MART_FRESH, MART_STALE},
+            expect={MART_FRESH},
+            match=ResourceSpecification({"prefect.resource.id": "ga.marts.*"}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=max_age,
+        ),
+        actions=[SendNotification(block_document_id=block_document_id, subject=STALE_SUBJECT,
+                                  body=STALE_BODY.replace("{max_age}", str(max_age)))],
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m blocks.freshness", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--block", default=None,
+                        help="notification block '<type-slug>/<name>' (default: the GA_NOTIFY_BLOCK setting)")
+    args = parser.parse_args(argv)
+    reference = args.block or Settings().notify_block
+    try:
+        block_id = notification_block_id(reference)
+    except Exception as exc:  # noqa: BLE001 - the message names the block to register
+        print(f"Notification block {reference!r} not found ({exc}); register it first: python -m blocks.register",
+              file=sys.stderr)
+        return 1
+    for name, outcome in apply([stale_marts(block_id)]):
+        print(f"{outcome} automation {name!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

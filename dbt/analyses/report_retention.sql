@@ -1,0 +1,3 @@
+-- Every row of gold.mart_retention, for the run's KPI report (flows/report.py).
+select * from {{ ref('mart_retention') }}
+order by cohort_date, game_id
