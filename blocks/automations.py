@@ -150,7 +150,11 @@ def notification_block_id(reference: str) -> UUID:
 
 
 def automations(block_document_id: UUID) -> list[Automation]:
-    return [failed_or_crashed(block_document_id), late_run(block_document_id), zombie_runs()]
+    # the data's own freshness promise lives beside the flow events it watches (blocks/freshness.py)
+    from blocks.freshness import stale_marts
+
+    return [failed_or_crashed(block_document_id), late_run(block_document_id), zombie_runs(),
+            stale_marts(block_document_id)]
 
 
 def apply(wanted: list[Automation]) -> list[tuple[str, str]]:

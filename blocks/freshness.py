@@ -1,6 +1,5 @@
-"""The data's own freshness promise, as an automation (applied like the others, idempotently):
-
-    python -m blocks.freshness [--block custom-webhook/game-analytics-alerts]
+"""The data's own freshness promise, as an automation, applied with the others by
+`python -m blocks.automations`:
 
 - **game-analytics: marts stale**: after each build the pipeline reports its marts' freshness as
   an event on the resource `ga.marts.<target>`: `ga.marts.fresh` when the newest event arrival
@@ -11,8 +10,6 @@
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from datetime import timedelta
 from uuid import UUID
 
@@ -21,7 +18,6 @@ from prefect.events.actions import SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
-from blocks.automations import apply, notification_block_id
 from flows.assets import MART_FRESH, MART_STALE
 from ingestion.settings import Settings
 
@@ -53,23 +49,3 @@ def stale_marts(block_document_id: UUID, max_age: timedelta | None = None) -> Au
                                   body=STALE_BODY.replace("{max_age}", str(max_age)))],
     )
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m blocks.freshness", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--block", default=None,
-                        help="notification block '<type-slug>/<name>' (default: the GA_NOTIFY_BLOCK setting)")
-    args = parser.parse_args(argv)
-    reference = args.block or Settings().notify_block
-    try:
-        block_id = notification_block_id(reference)
-    except Exception as exc:  # noqa: BLE001 - the message names the block to register
-        print(f"Notification block {reference!r} not found ({exc}); register it first: python -m blocks.register",
-              file=sys.stderr)
-        return 1
-    for name, outcome in apply([stale_marts(block_id)]):
-        print(f"{outcome} automation {name!r}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -349,7 +349,7 @@ def steps(t: Target) -> list[Step]:
     out += [
         Step("alert block (webhook URL from Secret Manager)",
              ("env", f"GA_GCP_PROJECT={t.project}", f"GA_SLACK_WEBHOOK_SECRET={WEBHOOK_SECRET}", py, "-m", "blocks.register")),
-        Step("automations (failed, crashed, late and zombie runs)", (py, "-m", "blocks.automations")),
+        Step("automations (failed, crashed, late and zombie runs, stale marts)", (py, "-m", "blocks.automations")),
         Step("Helm knows the Prefect charts",
              ("helm", "repo", "add", "--force-update", "prefect", "https://prefecthq.github.io/prefect-helm")),
         helm_install(t),
@@ -362,6 +362,7 @@ def steps(t: Target) -> list[Step]:
         Step("the production deployments (builds and pushes the flow image)",
              ("env", *deploy_env, py, "-m", "prefect", "deploy", "-n", "hourly", "-n", "daily", "-n", "backfill"),
              needs=(GIT_COMMIT,)),
+        Step("the production deployments' SLAs", (py, "-m", "blocks.slas")),
     ]
     return out
 

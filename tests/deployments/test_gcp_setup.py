@@ -237,10 +237,11 @@ def test_least_privilege(commands: list[Printed]) -> None:
             role_permissions[p.argv[4]] = set(flags["permissions"].split(","))
     assert role_permissions == {"gaStreamingInsert": {"bigquery.tables.updateData", "bigquery.tables.get"},
                                 "gaDatasetGet": {"bigquery.datasets.get"}}
-    # the flows' account reads the template and the exports, writes no bucket
+    # the flows' account reads the template and the exports, writes only its reports
     flows_buckets = {(r, on) for a, r, on in made if a == setup.FLOWS_ACCOUNT_ID and on.startswith("bucket ")}
     assert flows_buckets == {("roles/storage.objectViewer", "bucket <project>-dataflow-templates"),
-                             ("roles/storage.objectViewer", "bucket <project>-exports")}
+                             ("roles/storage.objectViewer", "bucket <project>-exports"),
+                             ("roles/storage.objectUser", "bucket <project>-reports")}
     # only the flows' Kubernetes service account may act as the flows' account
     assert {a for a, r, on in made if r == "roles/iam.workloadIdentityUser"} == {"game-analytics/game-analytics-flows"}
 

@@ -16,6 +16,7 @@ from typing import Iterator
 import pytest
 
 from blocks.automations import FAILED, LATE, ZOMBIE
+from blocks.freshness import STALE
 from deployments.local.report import MARTS, mart_mismatches
 from deployments.local.services import free_port, prefect_server
 from deployments.local.stack import apply_automations, deploy_local, ensure_work_pool, register_alerts, worker, worker_env
@@ -88,12 +89,12 @@ def test_automations_are_applied_once_by_name(local_stack: dict) -> None:
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    assert [outcome for _, outcome in local_stack["first"]] == ["created"] * 3
-    assert [outcome for _, outcome in local_stack["again"]] == ["updated"] * 3
+    assert [outcome for _, outcome in local_stack["first"]] == ["created"] * 4
+    assert [outcome for _, outcome in local_stack["again"]] == ["updated"] * 4
     with temporary_settings(updates={PREFECT_API_URL: local_stack["api_url"]}):
         with get_client(sync_client=True) as client:
             names = sorted(a.name for a in client.read_automations())
-    assert names == sorted([FAILED, LATE, ZOMBIE])
+    assert names == sorted([FAILED, LATE, ZOMBIE, STALE])
 
 
 def test_hourly_local_builds_the_truth_and_a_failure_is_reported_by_the_automation(local_stack: dict, tiny_sim) -> None:
