@@ -9,6 +9,7 @@ Prefect server, and print the KPIs from gold next to the ground truth.
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import shutil
 import time
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.pipeline import game_analytics_pipeline
-    from deployments.local.report import kpi_report
+    from deployments.local.report import MARTS, kpi_report, mart_mismatches
 
     with postgres_server() as dsn, prefect_server(settings.data_dir / "prefect", port=PREFECT_PORT) as api_url:
         counts = load_operational_tables(dsn, sim)
@@ -90,7 +91,11 @@ def main(argv: list[str] | None = None) -> int:
             flush_prefect_telemetry()
     print()
     print(kpi_report(settings))
-    return 0
+    # a mart that differs from the ground truth is a failed run, not a report to skim
+    wrong = [mart for mart in MARTS if mart_mismatches(settings, mart)[2]]
+    if wrong:
+        print(f"FAILED: {', '.join(wrong)} differ from the ground truth", file=sys.stderr)
+    return 1 if wrong else 0
 
 
 if __name__ == "__main__":
