@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -61,12 +62,25 @@ def ensure_emulator_venv() -> None:
     _ensure(EMULATOR_VENV, EMULATOR_REQUIREMENTS)
 
 
+def ensure_browser() -> None:
+    """The KPI report's test opens the report in a real headless browser: Debian's Chromium,
+    installed with apt when missing and this is root (as in CI); otherwise that test says how."""
+    if shutil.which("chromium") or not shutil.which("apt-get") or os.geteuid() != 0:
+        return
+    print("Installing Debian's chromium for the KPI report's browser test...", flush=True)
+    apt = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=apt)
+    subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, env=apt)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
         return 2
     ensure_venv()
     ensure_emulator_venv()
+    if argv[0] == "test":
+        ensure_browser()
     env = dict(os.environ, PYTHONPATH=str(ROOT), PATH=f"{VENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}")
     return subprocess.run([str(PYTHON), *COMMANDS[argv[0]], *argv[1:]], cwd=ROOT, env=env).returncode
 

@@ -24,7 +24,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 
 def chromium_required() -> None:
     if not shutil.which("chromium") and not Path(CHROMIUM).exists():
-        pytest.fail("Chromium is required: apt-get install -y chromium (.ci/run installs it)", pytrace=False)
+        pytest.fail("Chromium is required: apt-get install -y chromium (python3 run.py test installs it when run as root)", pytrace=False)
 
 
 @pytest.fixture(scope="module")
