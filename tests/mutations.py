@@ -146,7 +146,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "time_rule_earliest_inclusive",
         "an event timestamped exactly 2015-01-01T00:00:00Z is rejected",
-        (Edit("ingestion/events.py", "if when < EARLIEST_EVENT_TIME:", "if when <= EARLIEST_EVENT_TIME:"),),
+        (Edit("ingestion/events.py", "    if when < earliest:", "    if when <= earliest:"),),
         (TIME_RULE,),
     ),
     Mutation(
