@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=defaults.seed)
     p.add_argument("--days", type=int, default=defaults.days)
     p.add_argument("--players-per-game", type=int, default=defaults.players_per_game)
+    p.add_argument("--shared-ids", action="store_true", default=defaults.shared_ids,
+                   help="one account system across the games: player ids, skus and order numbers repeat per game")
     return p.parse_args(argv)
 
 
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings()
     reset_run_data(settings)
     t0 = time.monotonic()
-    sim = simulate(SimulationConfig(seed=args.seed, days=args.days, players_per_game=args.players_per_game))
+    sim = simulate(SimulationConfig(seed=args.seed, days=args.days, players_per_game=args.players_per_game,
+                                    shared_ids=args.shared_ids))
     sim.write_exports(settings.exports_dir)
     sim.write_truth(settings.truth_dir)
     events = sum(1 for _ in sim.valid_events)

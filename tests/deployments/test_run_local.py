@@ -19,6 +19,8 @@ from tests.dbt import warehouse
 
 # small, yet with a day-7 return observable and every fault the simulator injects
 ARGS = {"seed": 21, "days": 9, "players_per_game": 12}
+# a studio whose games share one account system: player ids, skus and order numbers repeat per game
+SHARED_IDS = {**ARGS, "shared_ids": True}
 
 # the job's Prefect server port (4200) may be taken on a shared machine: any free port serves the test
 MAIN = (
@@ -27,21 +29,21 @@ MAIN = (
 )
 
 
-def run_main(data_dir: Path, path: str | None = None) -> str:
+def run_main(data_dir: Path, path: str | None = None, args: dict = ARGS) -> str:
     """The job's output; its data stays in data_dir."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GA_", "PREFECT_API", "PUBSUB_EMULATOR"))}
     env["GA_DATA_DIR"] = str(data_dir)
     if path is not None:
         env["PATH"] = path
-    argv = [f"--{name.replace('_', '-')}={value}" for name, value in ARGS.items()]
+    argv = [f"--{name.replace('_', '-')}" + ("" if value is True else f"={value}") for name, value in args.items()]
     done = subprocess.run([sys.executable, "-c", MAIN, *argv], cwd=REPO_ROOT, env=env, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done.stdout
 
 
-def assert_marts_equal_the_ground_truth(data_dir: Path) -> None:
-    sim = simulate(SimulationConfig(**ARGS))
+def assert_marts_equal_the_ground_truth(data_dir: Path, args: dict = ARGS) -> None:
+    sim = simulate(SimulationConfig(**args))
     for mart in warehouse.MARTS:
         want = warehouse.truth_rows(sim, mart)
         assert want, f"the ground truth has no {mart} rows"
@@ -70,8 +72,9 @@ def test_the_main_job_without_the_emulator_posts_to_the_function(
 
 @requires_pubsub_emulator()
 def test_the_main_job_streams_through_the_emulator_and_the_function(data_dir: Path) -> None:
-    out = run_main(data_dir)
+    # ids shared across games, through Pub/Sub, the function, the batch loads and the flow
+    out = run_main(data_dir, args=SHARED_IDS)
     assert "Published them to the Pub/Sub emulator; pushed to the Cloud Function" in out
     assert "unavailable" not in out
     assert (data_dir / "logs" / "pubsub-emulator.log").stat().st_size > 0
-    assert_marts_equal_the_ground_truth(data_dir)
+    assert_marts_equal_the_ground_truth(data_dir, SHARED_IDS)
