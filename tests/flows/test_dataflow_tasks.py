@@ -258,7 +258,9 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
                GA_DATAFLOW_TEMPLATE_PATH="gs://studio-dataflow/templates/batch-load.json",
                GA_DATAFLOW_SDK_IMAGE="europe-west1-docker.pkg.dev/studio-analytics/dataflow/batch-load:1",
                GA_DATAFLOW_SERVICE_ACCOUNT="ga-dataflow@studio-analytics.iam.gserviceaccount.com",
-               GA_CLOUDSQL_INSTANCE="studio-analytics:europe-west1:studio-db", GA_CLOUDSQL_DATABASE="studio")
+               GA_CLOUDSQL_INSTANCE="studio-analytics:europe-west1:studio-db", GA_CLOUDSQL_DATABASE="studio",
+               # the flows build every Google client with the credentials of this block
+               GA_GCP_CREDENTIALS_BLOCK=save_credentials_block())
     log = open(tmp_path / "runner.log", "ab")
     runner = subprocess.Popen([sys.executable, "-m", "tests.flows.dataflow_run"], env=env, cwd=REPO_ROOT,
                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
