@@ -28,7 +28,7 @@ from ingestion.settings import Settings  # noqa: E402
 from ingestion.simulator.operational_db import create_tables  # noqa: E402
 
 FILL = """
-insert into players
+insert into players (player_id, game_id, created_at, country, acquisition_channel, is_test_account, updated_at)
 select 'p_' || substr(md5(i::text), 1, 16),
        (array['tiny-tycoon', 'dragon-idle'])[1 + i %% 2],
        timestamptz '2024-01-01 00:00:00+00' + (i %% 86400) * interval '37 seconds',
