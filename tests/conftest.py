@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 from typing import Iterator
@@ -33,19 +34,12 @@ SMALL = SimulationConfig(
 # repeat across games; an account is a test account in one game and a player in another), players
 # missing from the players export, days whose revenue and ad revenue end exactly on half a cent, and
 # bank holidays without FX exports (2026-02-10 is priced with the rate of 2026-02-06)
-LONG = SimulationConfig(
+LONG = replace(
+    SMALL,
     seed=15,
-    start_date=date(2026, 1, 1),
     days=45,
     players_per_game=50,
-    test_account_share=0.1,
     unexported_player_share=0.1,
-    duplicate_rate=0.05,
-    duplicate_transaction_rate=0.3,
-    late_rate=0.05,
-    invalid_rate=0.03,
-    malformed_rate=0.02,
-    max_events_per_message=20,
     shared_ids=True,
     fx_holidays=(date(2026, 2, 9), date(2026, 2, 10)),
     half_cent_days=2,

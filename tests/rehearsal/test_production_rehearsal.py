@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -38,6 +39,7 @@ from ingestion.settings import Settings
 from ingestion.simulator import Simulation, SimulationConfig, simulate
 from ingestion.sinks import BigQuerySink, sink_from_settings
 from ingestion.streaming.handler import handle_message
+from tests.conftest import SMALL
 from tests.dbt import warehouse
 from tests.rehearsal.conftest import (
     EXPORTS_BUCKET,
@@ -49,19 +51,7 @@ from tests.rehearsal.conftest import (
 )
 
 # small (two games, five days) with every fault frequent enough to be seen
-REHEARSAL = SimulationConfig(
-    seed=23,
-    start_date=date(2026, 2, 2),
-    days=5,
-    players_per_game=10,
-    test_account_share=0.1,
-    duplicate_rate=0.05,
-    duplicate_transaction_rate=0.3,
-    late_rate=0.05,
-    invalid_rate=0.03,
-    malformed_rate=0.02,
-    max_events_per_message=20,
-)
+REHEARSAL = replace(SMALL, seed=23, start_date=date(2026, 2, 2), days=5, players_per_game=10)
 PREFIX = "game_analytics"
 BRONZE = f"{PREFIX}_bronze"
 GOLD = f"{PREFIX}_gold"
