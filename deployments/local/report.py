@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 import duckdb
 
 from ingestion.settings import Settings
-from ingestion.simulator.truth import DAILY_KPI_COLUMNS, LEVEL_FUNNEL_COLUMNS, RETENTION_COLUMNS
+from simulator.truth import DAILY_KPI_COLUMNS, LEVEL_FUNNEL_COLUMNS, RETENTION_COLUMNS
 
 # each gold mart: the ground-truth file it must equal cell for cell, its key, and its columns
 MARTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {

@@ -15,8 +15,8 @@ import duckdb
 from ingestion.batch.launch import SOURCES, run_local
 from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import REPO_ROOT, Settings
-from ingestion.simulator import Simulation
-from ingestion.simulator.messages import PubSubMessage
+from simulator import Simulation
+from simulator.messages import PubSubMessage
 from deployments.local.report import MARTS as REPORT_MARTS
 from ingestion.sinks import LocalSink
 from ingestion.streaming.handler import handle_message

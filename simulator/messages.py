@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import msgspec
 
-from ingestion.simulator.gameplay import TimedEvent
-from ingestion.simulator.population import Player
-from ingestion.simulator.timefmt import MS_PER_H, MS_PER_S, ms_to_datetime
+from simulator.gameplay import TimedEvent
+from simulator.population import Player
+from simulator.timefmt import MS_PER_H, MS_PER_S, ms_to_datetime
 
 LATE_MIN_MS = MS_PER_H
 LATE_MAX_MS = 5 * 24 * MS_PER_H

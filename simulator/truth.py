@@ -56,7 +56,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from ingestion.simulator.contract import (
+from simulator.contract import (
     AD_IMPRESSION,
     LEVEL_COMPLETE,
     LEVEL_FAIL,
@@ -65,7 +65,7 @@ from ingestion.simulator.contract import (
     SESSION_END,
     SESSION_START,
 )
-from ingestion.simulator.timefmt import parse_timestamp
+from simulator.timefmt import parse_timestamp
 
 USD = "USD"
 MAU_WINDOW_DAYS = 30

@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
-from ingestion.simulator.messages import PubSubMessage
-from ingestion.simulator.timefmt import format_utc, parse_timestamp
+from simulator.messages import PubSubMessage
+from simulator.timefmt import format_utc, parse_timestamp
 
 DEFAULT_SUBSCRIPTION = "projects/local/subscriptions/game-events-push"
 # functions-framework turns a raw push request into a CloudEvent whose source names the topic
