@@ -17,6 +17,7 @@ from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import REPO_ROOT, Settings
 from simulator import Simulation
 from simulator.messages import PubSubMessage
+from simulator.truth import TRUTH_COLUMNS
 from deployments.local.report import MARTS as REPORT_MARTS
 from ingestion.sinks import LocalSink
 from ingestion.streaming.handler import handle_message
@@ -25,8 +26,8 @@ DBT_DIR = REPO_ROOT / "dbt"
 DBT = Path(os.environ.get("GA_DBT_EXECUTABLE", REPO_ROOT / ".venv" / "bin" / "dbt"))
 
 # mart -> (key columns, every column in the ground truth's order)
-MARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {mart: (key, columns) for mart, (_, key, columns) in REPORT_MARTS.items()}
-TRUTH_TABLES = {mart: truth for mart, (truth, _, _) in REPORT_MARTS.items()}
+MARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {mart: (key, TRUTH_COLUMNS[truth]) for mart, (truth, key) in REPORT_MARTS.items()}
+TRUTH_TABLES = {mart: truth for mart, (truth, _) in REPORT_MARTS.items()}
 
 
 def land_events(messages: Iterable[PubSubMessage], settings: Settings) -> int:
