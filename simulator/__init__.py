@@ -2,14 +2,14 @@
 games, delivered as Pub/Sub messages (with duplicates, late and broken input), together with the
 studio's batch exports (players, store items, FX rates) and the ground truth of every KPI."""
 from simulator.config import SimulationConfig
-from simulator.messages import InvalidEvent, PubSubMessage
+from simulator.messages import InvalidEvent, PublishedMessage
 from simulator.simulation import Simulation, simulate
 from simulator.truth import GroundTruth, compute_truth
 
 __all__ = [
     "GroundTruth",
     "InvalidEvent",
-    "PubSubMessage",
+    "PublishedMessage",
     "Simulation",
     "SimulationConfig",
     "compute_truth",

@@ -23,7 +23,7 @@ from simulator.faults import (
     source_fault,
 )
 from simulator.gameplay import Shop, TimedEvent, order_numbers, play
-from simulator.messages import Envelope, InvalidEvent, PubSubMessage, finalize, package_session
+from simulator.messages import Envelope, InvalidEvent, PublishedMessage, finalize, package_session
 from simulator.population import Player, make_players, player_row, studio_accounts
 from simulator.rounding import end_days_on_half_cents
 from simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_utc_seconds
@@ -70,7 +70,7 @@ class Sources:
 @dataclass
 class Simulation:
     config: SimulationConfig
-    messages: list[PubSubMessage]  # ordered by publish_time
+    messages: list[PublishedMessage]  # ordered by publish_time
     players: list[dict]
     store_items: list[dict]
     fx_rates: list[dict]

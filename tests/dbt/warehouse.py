@@ -16,7 +16,7 @@ from ingestion.batch.launch import SOURCES, run_local
 from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import REPO_ROOT, Settings
 from simulator import Simulation
-from simulator.messages import PubSubMessage
+from simulator.messages import PublishedMessage
 from simulator.truth import TRUTH_COLUMNS
 from deployments.local.report import MARTS as REPORT_MARTS
 from ingestion.sinks import LocalSink
@@ -30,7 +30,7 @@ MARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {mart: (key, TRUTH_C
 TRUTH_TABLES = {mart: truth for mart, (truth, _) in REPORT_MARTS.items()}
 
 
-def land_events(messages: Iterable[PubSubMessage], settings: Settings) -> int:
+def land_events(messages: Iterable[PublishedMessage], settings: Settings) -> int:
     """Hand each message to the Cloud Function's handler with the local sink, as if it were
     delivered at its publish time (ingested_at = publish_time). Returns the messages handled."""
     sink = LocalSink(settings.landing_dir)

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from simulator import PubSubMessage, Simulation
+from simulator import PublishedMessage, Simulation
 from simulator import deliver
 from simulator.deliver import PushError, post_to_function, push_body, read_messages
 
-MSG = PubSubMessage(
+MSG = PublishedMessage(
     message_id="1234567890123456",
     data=b'{"events":[{"event_id":"x"}]}',
     attributes={"game_id": "dragon_idle", "sdk_version": "3.4.1"},
