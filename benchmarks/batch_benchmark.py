@@ -25,7 +25,7 @@ from deployments.local.postgres import postgres_server  # noqa: E402
 from ingestion.batch.launch import run_local  # noqa: E402
 from ingestion.batch.sources import PLAYERS, TIMESTAMP  # noqa: E402
 from ingestion.settings import Settings  # noqa: E402
-from ingestion.simulator.operational_db import create_tables  # noqa: E402
+from simulator.operational_db import create_tables  # noqa: E402
 
 FILL = """
 insert into players (player_id, game_id, created_at, country, acquisition_channel, is_test_account, updated_at)

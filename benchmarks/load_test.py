@@ -42,9 +42,9 @@ from deployments.local.pubsub import local_streaming_stack, read_dead_letters, w
 from ingestion import landing  # noqa: E402
 from ingestion.bronze import compact_local_bronze, ensure_local_bronze  # noqa: E402
 from ingestion.settings import Settings  # noqa: E402
-from ingestion.simulator import SimulationConfig, simulate  # noqa: E402
-from ingestion.simulator.deliver import publisher_client  # noqa: E402
-from ingestion.simulator.messages import encode  # noqa: E402
+from simulator import SimulationConfig, simulate  # noqa: E402
+from simulator.deliver import publisher_client  # noqa: E402
+from simulator.messages import encode  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 

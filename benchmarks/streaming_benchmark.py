@@ -35,8 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ingestion import landing  # noqa: E402
-from ingestion.simulator import SimulationConfig, simulate  # noqa: E402
-from ingestion.simulator.messages import encode  # noqa: E402
+from simulator import SimulationConfig, simulate  # noqa: E402
+from simulator.messages import encode  # noqa: E402
 from ingestion.sinks import GAME_EVENTS, GAME_EVENTS_SCHEMA, LocalSink, landing_file_name  # noqa: E402
 from ingestion.streaming.handler import handle_message  # noqa: E402
 

@@ -11,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from ingestion.simulator import Simulation, SimulationConfig, simulate
+from simulator import Simulation, SimulationConfig, simulate
 
 # small, with every fault made frequent enough to be seen: duplicates, duplicate transactions,
 # late events, invalid events and whole broken messages, test accounts

@@ -14,9 +14,9 @@ from deployments.local.report import MARTS, mart_mismatches, read_mart
 from deployments.local.services import function_server
 from flows.pipeline import game_analytics_pipeline
 from ingestion.settings import Settings
-from ingestion.simulator import Simulation
-from ingestion.simulator.deliver import post_to_function
-from ingestion.simulator.operational_db import load_operational_tables
+from simulator import Simulation
+from simulator.deliver import post_to_function
+from simulator.operational_db import load_operational_tables
 
 
 @pytest.fixture(scope="module")

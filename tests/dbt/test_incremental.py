@@ -11,7 +11,7 @@ import pytest
 
 from ingestion.batch.launch import run_local
 from ingestion.settings import Settings
-from ingestion.simulator import Simulation
+from simulator import Simulation
 from tests.dbt import warehouse
 
 SLICES = 6

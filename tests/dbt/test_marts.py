@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ingestion.settings import Settings
-from ingestion.simulator import Simulation
+from simulator import Simulation
 from tests.dbt import warehouse
 
 

@@ -15,8 +15,9 @@ import duckdb
 from ingestion.batch.launch import SOURCES, run_local
 from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import REPO_ROOT, Settings
-from ingestion.simulator import Simulation
-from ingestion.simulator.messages import PubSubMessage
+from simulator import Simulation
+from simulator.messages import PublishedMessage
+from simulator.truth import TRUTH_COLUMNS
 from deployments.local.report import MARTS as REPORT_MARTS
 from ingestion.sinks import LocalSink
 from ingestion.streaming.handler import handle_message
@@ -25,11 +26,11 @@ DBT_DIR = REPO_ROOT / "dbt"
 DBT = Path(os.environ.get("GA_DBT_EXECUTABLE", REPO_ROOT / ".venv" / "bin" / "dbt"))
 
 # mart -> (key columns, every column in the ground truth's order)
-MARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {mart: (key, columns) for mart, (_, key, columns) in REPORT_MARTS.items()}
-TRUTH_TABLES = {mart: truth for mart, (truth, _, _) in REPORT_MARTS.items()}
+MARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {mart: (key, TRUTH_COLUMNS[truth]) for mart, (truth, key) in REPORT_MARTS.items()}
+TRUTH_TABLES = {mart: truth for mart, (truth, _) in REPORT_MARTS.items()}
 
 
-def land_events(messages: Iterable[PubSubMessage], settings: Settings) -> int:
+def land_events(messages: Iterable[PublishedMessage], settings: Settings) -> int:
     """Hand each message to the Cloud Function's handler with the local sink, as if it were
     delivered at its publish time (ingested_at = publish_time). Returns the messages handled."""
     sink = LocalSink(settings.landing_dir)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ingestion.settings import REPO_ROOT, Settings
-from ingestion.simulator import SimulationConfig, simulate
+from simulator import SimulationConfig, simulate
 from tests.conftest import requires_pubsub_emulator
 from tests.dbt import warehouse
 

@@ -33,8 +33,8 @@ from ingestion.batch.postgres import (
 )
 from ingestion.batch.sources import PLAYERS, SourceFile
 from ingestion.settings import Settings
-from ingestion.simulator.operational_db import copy_rows, create_tables
-from ingestion.simulator.simulation import PLAYER_COLUMNS, STORE_ITEM_COLUMNS
+from simulator.operational_db import copy_rows, create_tables
+from simulator.simulation import PLAYER_COLUMNS, STORE_ITEM_COLUMNS
 
 DAY = date(2024, 1, 5)
 LOADED_AT = datetime(2024, 1, 6, 3, 0, tzinfo=timezone.utc)
@@ -583,8 +583,8 @@ def test_a_studio_whose_games_share_ids_loads_every_player_and_item(
         db_settings: Settings, postgres_dsn: str, db_schema: str, read_bronze):
     """The same player_id in two games, the same skus in every game: distinct keys per game, read in
     parallel ranges of player_id / sku, none rejected."""
-    from ingestion.simulator import SimulationConfig, simulate
-    from ingestion.simulator.operational_db import load_operational_tables
+    from simulator import SimulationConfig, simulate
+    from simulator.operational_db import load_operational_tables
 
     sim = simulate(SimulationConfig(seed=3, days=3, players_per_game=40, shared_ids=True))
     assert len({p["player_id"] for p in sim.players}) < len(sim.players)

@@ -235,7 +235,7 @@ def test_every_layer_keys_each_entity_the_same_way(postgres_dsn: str) -> None:
     import psycopg
 
     from ingestion.batch.sources import BATCH_SOURCES
-    from ingestion.simulator.operational_db import create_tables
+    from simulator.operational_db import create_tables
 
     entity_of_source = {"players": "player", "store_items": "store_item"}
     assert {name: BATCH_SOURCES[name].key for name in entity_of_source} == {

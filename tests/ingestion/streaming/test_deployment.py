@@ -55,7 +55,7 @@ from pathlib import Path
 assert Path(ingestion.__file__).resolve().is_relative_to(Path.cwd().resolve()), ingestion.__file__
 assert callable(main.{config.ENTRY_POINT})
 try:
-    import ingestion.simulator
+    import simulator
 except ImportError:
     pass
 else:

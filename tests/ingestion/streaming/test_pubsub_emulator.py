@@ -30,8 +30,8 @@ from deployments.local.pubsub import (
     read_dead_letters,
     wait_for_delivery,
 )
-from ingestion.simulator import Simulation, SimulationConfig, simulate
-from ingestion.simulator.deliver import publish_all
+from simulator import Simulation, SimulationConfig, simulate
+from simulator.deliver import publish_all
 from tests.conftest import SMALL, requires_pubsub_emulator
 from tests.ingestion.streaming.silver import build_silver, query_silver
 

@@ -1,6 +1,6 @@
 """Command line: simulate, write exports, truth and messages, and optionally deliver the messages.
 
-    python -m ingestion.simulator --seed 7 --days 35 --players-per-game 300 --out DIR \
+    python -m simulator --seed 7 --days 35 --players-per-game 300 --out DIR \
         [--post URL | --publish projects/P/topics/T]
 
 Without ``--out`` the files go where the settings say (exports_dir, truth_dir, data_dir).
@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from ingestion.simulator.config import SimulationConfig
-from ingestion.simulator.deliver import post_to_function, publish
-from ingestion.simulator.simulation import simulate
+from simulator.config import SimulationConfig
+from simulator.deliver import post_to_function, publish
+from simulator.simulation import simulate
 
 _TOPIC = re.compile(r"^projects/([^/]+)/topics/([^/]+)$")
 MESSAGES_FILE = "messages.jsonl"
@@ -24,7 +24,7 @@ MESSAGES_FILE = "messages.jsonl"
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     defaults = SimulationConfig()
-    parser = argparse.ArgumentParser(prog="python -m ingestion.simulator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m simulator", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--start-date", type=date.fromisoformat, default=defaults.start_date)
     parser.add_argument("--days", type=int, default=defaults.days)

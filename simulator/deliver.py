@@ -13,8 +13,8 @@ from typing import Any
 
 import requests
 
-from ingestion.simulator.messages import PubSubMessage
-from ingestion.simulator.timefmt import format_utc, parse_timestamp
+from simulator.messages import PublishedMessage
+from simulator.timefmt import format_utc, parse_timestamp
 
 DEFAULT_SUBSCRIPTION = "projects/local/subscriptions/game-events-push"
 # functions-framework turns a raw push request into a CloudEvent whose source names the topic
@@ -24,7 +24,7 @@ CONNECT_ATTEMPTS = 5
 REQUEST_TIMEOUT_S = 60.0
 
 
-def push_body(msg: PubSubMessage, subscription: str = DEFAULT_SUBSCRIPTION) -> dict:
+def push_body(msg: PublishedMessage, subscription: str = DEFAULT_SUBSCRIPTION) -> dict:
     """The JSON body Pub/Sub push sends for ``msg`` (both spellings of the id and publish time)."""
     publish_time = format_utc(msg.publish_time)
     return {
@@ -40,7 +40,7 @@ def push_body(msg: PubSubMessage, subscription: str = DEFAULT_SUBSCRIPTION) -> d
     }
 
 
-def message_line(msg: PubSubMessage) -> dict:
+def message_line(msg: PublishedMessage) -> dict:
     return {
         "message_id": msg.message_id,
         "publish_time": format_utc(msg.publish_time),
@@ -49,7 +49,7 @@ def message_line(msg: PubSubMessage) -> dict:
     }
 
 
-def write_messages(messages: Iterable[PubSubMessage], path: Path) -> None:
+def write_messages(messages: Iterable[PublishedMessage], path: Path) -> None:
     """One JSON object per line: message_id, publish_time, attributes, data_b64."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="\n") as handle:
@@ -57,14 +57,14 @@ def write_messages(messages: Iterable[PubSubMessage], path: Path) -> None:
             handle.write(json.dumps(message_line(msg), separators=(",", ":")) + "\n")
 
 
-def read_messages(path: Path) -> list[PubSubMessage]:
+def read_messages(path: Path) -> list[PublishedMessage]:
     """The messages of a file written by ``write_messages``."""
-    messages: list[PubSubMessage] = []
+    messages: list[PublishedMessage] = []
     with path.open(encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             messages.append(
-                PubSubMessage(
+                PublishedMessage(
                     message_id=row["message_id"],
                     data=base64.b64decode(row["data_b64"]),
                     attributes=row["attributes"],
@@ -89,7 +89,7 @@ def _session() -> requests.Session:
     return session
 
 
-def post_one(msg: PubSubMessage, endpoint: str, subscription: str = DEFAULT_SUBSCRIPTION) -> None:
+def post_one(msg: PublishedMessage, endpoint: str, subscription: str = DEFAULT_SUBSCRIPTION) -> None:
     """POST one push body; retries connection errors only, raises ``PushError`` on non-2xx."""
     body = json.dumps(push_body(msg, subscription)).encode("utf-8")
     headers = {"Content-Type": "application/json"}
@@ -105,7 +105,7 @@ def post_one(msg: PubSubMessage, endpoint: str, subscription: str = DEFAULT_SUBS
         raise PushError(f"message {msg.message_id}: HTTP {response.status_code}: {response.text[:500]}")
 
 
-def post_to_function(messages: Iterable[PubSubMessage], url: str, workers: int = 4) -> None:
+def post_to_function(messages: Iterable[PublishedMessage], url: str, workers: int = 4) -> None:
     """POST every message as a Pub/Sub push request to a functions-framework server at ``url``,
     at most ``workers`` at a time (and a bounded number queued); stops at the first failure."""
     endpoint = url.rstrip("/") + PUSH_PATH
@@ -151,7 +151,7 @@ def publisher_client(emulator_host: str | None = None) -> Any:
 
 
 def publish_all(
-    messages: Iterable[PubSubMessage], project: str, topic: str, *, emulator_host: str | None = None
+    messages: Iterable[PublishedMessage], project: str, topic: str, *, emulator_host: str | None = None
 ) -> dict[str, str]:
     """Publish every message through the Pub/Sub client with publisher batching and wait for each.
 
@@ -174,7 +174,7 @@ def publish_all(
 
 
 def publish(
-    messages: Iterable[PubSubMessage], project: str, topic: str, *, emulator_host: str | None = None
+    messages: Iterable[PublishedMessage], project: str, topic: str, *, emulator_host: str | None = None
 ) -> list[str]:
     """Like ``publish_all``; returns the server's message ids in input order."""
     return list(publish_all(messages, project, topic, emulator_host=emulator_host).values())

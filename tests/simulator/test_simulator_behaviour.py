@@ -7,9 +7,9 @@ from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from ingestion.simulator import Simulation, SimulationConfig
-from ingestion.simulator.contract import EVENT_NAMES
-from ingestion.simulator.timefmt import parse_timestamp
+from simulator import Simulation, SimulationConfig
+from simulator.contract import EVENT_NAMES
+from simulator.timefmt import parse_timestamp
 
 DEFAULT = SimulationConfig()
 

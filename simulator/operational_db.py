@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from ingestion.simulator.simulation import PLAYER_COLUMNS, STORE_ITEM_COLUMNS, Simulation
+from simulator.simulation import PLAYER_COLUMNS, STORE_ITEM_COLUMNS, Simulation
 
 # the operational schema: typed, keyed; the batch load still validates every row it reads
 TABLE_DDL: dict[str, str] = {

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from datetime import date
 from decimal import Decimal
 
-from ingestion.simulator.contract import AD_IMPRESSION, PURCHASE
-from ingestion.simulator.gameplay import Shop, TimedEvent, base_event, with_params
-from ingestion.simulator.population import Player
-from ingestion.simulator.timefmt import ms_to_utc_date
-from ingestion.simulator.truth import USD, FxTable, decimal
+from simulator.contract import AD_IMPRESSION, PURCHASE
+from simulator.gameplay import Shop, TimedEvent, base_event, with_params
+from simulator.population import Player
+from simulator.timefmt import ms_to_utc_date
+from simulator.truth import USD, FxTable, decimal
 
 CENT = Decimal("0.01")
 HALF_CENT = Decimal("0.005")

@@ -5,8 +5,8 @@ from datetime import date
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ingestion.simulator import Simulation, SimulationConfig, simulate
-from ingestion.simulator.contract import load_schema
+from simulator import Simulation, SimulationConfig, simulate
+from simulator.contract import load_schema
 from tests.conftest import SMALL
 
 @pytest.fixture(scope="session")

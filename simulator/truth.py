@@ -56,7 +56,7 @@ from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
-from ingestion.simulator.contract import (
+from simulator.contract import (
     AD_IMPRESSION,
     LEVEL_COMPLETE,
     LEVEL_FAIL,
@@ -65,7 +65,7 @@ from ingestion.simulator.contract import (
     SESSION_END,
     SESSION_START,
 )
-from ingestion.simulator.timefmt import parse_timestamp
+from simulator.timefmt import parse_timestamp
 
 USD = "USD"
 MAU_WINDOW_DAYS = 30
@@ -81,6 +81,11 @@ RETENTION_COLUMNS: tuple[str, ...] = (
 LEVEL_FUNNEL_COLUMNS: tuple[str, ...] = (
     "game_id", "level", "players_started", "players_completed", "attempts", "fails", "completion_rate",
 )
+# each ground-truth table (GroundTruth's field, its CSV file's name) with its columns, in the order of
+# the gold mart's dbt contract that the tests hold it to
+TRUTH_COLUMNS: dict[str, tuple[str, ...]] = {
+    "daily_kpis": DAILY_KPI_COLUMNS, "retention": RETENTION_COLUMNS, "level_funnel": LEVEL_FUNNEL_COLUMNS,
+}
 
 
 @dataclass(frozen=True)
@@ -91,9 +96,8 @@ class GroundTruth:
 
     def write(self, truth_dir: Path) -> None:
         truth_dir.mkdir(parents=True, exist_ok=True)
-        write_csv(truth_dir / "daily_kpis.csv", DAILY_KPI_COLUMNS, self.daily_kpis)
-        write_csv(truth_dir / "retention.csv", RETENTION_COLUMNS, self.retention)
-        write_csv(truth_dir / "level_funnel.csv", LEVEL_FUNNEL_COLUMNS, self.level_funnel)
+        for name, columns in TRUTH_COLUMNS.items():
+            write_csv(truth_dir / f"{name}.csv", columns, getattr(self, name))
 
 
 @dataclass(frozen=True)

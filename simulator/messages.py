@@ -11,9 +11,9 @@ from decimal import Decimal
 
 import msgspec
 
-from ingestion.simulator.gameplay import TimedEvent
-from ingestion.simulator.population import Player
-from ingestion.simulator.timefmt import MS_PER_H, MS_PER_S, ms_to_datetime
+from simulator.gameplay import TimedEvent
+from simulator.population import Player
+from simulator.timefmt import MS_PER_H, MS_PER_S, ms_to_datetime
 
 LATE_MIN_MS = MS_PER_H
 LATE_MAX_MS = 5 * 24 * MS_PER_H
@@ -35,7 +35,10 @@ def decode(raw: bytes | str) -> object:
 
 
 @dataclass(frozen=True)
-class PubSubMessage:
+class PublishedMessage:
+    """A message the simulator publishes to the events topic, with the id and publish time that
+    Pub/Sub gives it."""
+
     message_id: str  # deterministic, unique
     data: bytes  # UTF-8 JSON: one event object, or {"events": [...]} (except injected broken messages)
     attributes: dict[str, str]
@@ -161,7 +164,7 @@ def package_session(rng: random.Random, player: Player, events: list[TimedEvent]
 
 @dataclass(frozen=True)
 class Delivered:
-    messages: list[PubSubMessage]
+    messages: list[PublishedMessage]
     valid_events: list[dict]
     invalid_events: list[InvalidEvent]
 
@@ -169,12 +172,12 @@ class Delivered:
 def finalize(envelopes: list[Envelope], first_message_number: int) -> Delivered:
     """Order messages by publish time, number them, and list what each one carries."""
     ordered = sorted(enumerate(envelopes), key=lambda pair: (pair[1].publish_ms, pair[0]))
-    messages: list[PubSubMessage] = []
+    messages: list[PublishedMessage] = []
     valid: list[dict] = []
     invalid: list[InvalidEvent] = []
     for number, (_, envelope) in enumerate(ordered, start=first_message_number):
         message_id = str(number)
-        messages.append(PubSubMessage(message_id, envelope.data(), dict(envelope.attributes), ms_to_datetime(envelope.publish_ms)))
+        messages.append(PublishedMessage(message_id, envelope.data(), dict(envelope.attributes), ms_to_datetime(envelope.publish_ms)))
         if envelope.broken_data is not None:
             invalid.append(InvalidEvent(message_id, envelope.broken_data, envelope.broken_error_type, envelope.broken_reason))
             continue

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from jsonschema import Draft202012Validator
 
-from ingestion.simulator import Simulation, simulate
-from ingestion.simulator.faults import EVENT_FAULTS, FRAGMENT_FAULTS
-from ingestion.simulator.timefmt import parse_timestamp
-from ingestion.simulator import SimulationConfig
+from simulator import Simulation, simulate
+from simulator.faults import EVENT_FAULTS, FRAGMENT_FAULTS
+from simulator.timefmt import parse_timestamp
+from simulator import SimulationConfig
 
 EARLIEST = datetime(2015, 1, 1, tzinfo=timezone.utc)
 

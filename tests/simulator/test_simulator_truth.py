@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.simulator.truth import compute_truth
+from simulator.truth import compute_truth
 
 D = Decimal
 _ids = iter(range(1, 1000))
@@ -210,7 +210,7 @@ def test_ids_shared_across_games_are_counted_per_game() -> None:
 
 
 def test_the_shared_ids_simulation_repeats_ids_across_games_and_keys_them_per_game() -> None:
-    from ingestion.simulator import SimulationConfig, simulate
+    from simulator import SimulationConfig, simulate
 
     sim = simulate(SimulationConfig(seed=3, days=6, players_per_game=30, shared_ids=True, unexported_player_share=0.1))
 
@@ -238,8 +238,8 @@ def test_the_shared_ids_simulation_repeats_ids_across_games_and_keys_them_per_ga
 def test_half_cent_days_end_both_sums_on_half_a_cent_and_holidays_have_no_rate() -> None:
     from collections import defaultdict
 
-    from ingestion.simulator import SimulationConfig, simulate
-    from ingestion.simulator.truth import FxTable, counted_events, first_purchases, purchase_usd
+    from simulator import SimulationConfig, simulate
+    from simulator.truth import FxTable, counted_events, first_purchases, purchase_usd
 
     holiday = date(2026, 1, 9)
     sim = simulate(SimulationConfig(seed=3, days=10, players_per_game=20, half_cent_days=2, fx_holidays=(holiday,)))

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from ingestion.simulator.catalog import ITEM_TEMPLATES, SOFT_CURRENCIES, fx_rates, price_points, store_items
-from ingestion.simulator.config import SimulationConfig
-from ingestion.simulator.contract import LEVEL_EVENTS, PURCHASE
-from ingestion.simulator.deliver import write_messages
-from ingestion.simulator.faults import (
+from simulator.catalog import ITEM_TEMPLATES, SOFT_CURRENCIES, fx_rates, price_points, store_items
+from simulator.config import SimulationConfig
+from simulator.contract import LEVEL_EVENTS, PURCHASE
+from simulator.deliver import write_messages
+from simulator.faults import (
     EVENT_FAULTS,
     FRAGMENT_FAULTS,
     MALFORMED_JSON,
@@ -22,12 +22,12 @@ from ingestion.simulator.faults import (
     invalid_item,
     source_fault,
 )
-from ingestion.simulator.gameplay import Shop, TimedEvent, order_numbers, play
-from ingestion.simulator.messages import Envelope, InvalidEvent, PubSubMessage, finalize, package_session
-from ingestion.simulator.population import Player, make_players, player_row, studio_accounts
-from ingestion.simulator.rounding import end_days_on_half_cents
-from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_utc_seconds
-from ingestion.simulator.truth import FxTable, GroundTruth, cell, compute_truth, write_csv
+from simulator.gameplay import Shop, TimedEvent, order_numbers, play
+from simulator.messages import Envelope, InvalidEvent, PublishedMessage, finalize, package_session
+from simulator.population import Player, make_players, player_row, studio_accounts
+from simulator.rounding import end_days_on_half_cents
+from simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_utc_seconds
+from simulator.truth import FxTable, GroundTruth, cell, compute_truth, write_csv
 
 PLAYER_COLUMNS: tuple[str, ...] = ("player_id", "game_id", "created_at", "country", "acquisition_channel", "is_test_account", "updated_at")
 STORE_ITEM_COLUMNS: tuple[str, ...] = ("sku", "game_id", "item_name", "item_type", "list_price_usd", "updated_at")
@@ -70,7 +70,7 @@ class Sources:
 @dataclass
 class Simulation:
     config: SimulationConfig
-    messages: list[PubSubMessage]  # ordered by publish_time
+    messages: list[PublishedMessage]  # ordered by publish_time
     players: list[dict]
     store_items: list[dict]
     fx_rates: list[dict]

@@ -9,10 +9,10 @@ import random
 from datetime import date
 from decimal import Decimal
 
-from ingestion.simulator.contract import EVENT_NAMES, LEVEL_EVENTS, PLATFORMS, REQUIRED_FIELDS
-from ingestion.simulator.messages import Envelope, Item, encode
-from ingestion.simulator.population import Player, new_uuid
-from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_local, format_local_naive
+from simulator.contract import EVENT_NAMES, LEVEL_EVENTS, PLATFORMS, REQUIRED_FIELDS
+from simulator.messages import Envelope, Item, encode
+from simulator.population import Player, new_uuid
+from simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, format_local, format_local_naive
 
 SCHEMA_VIOLATION = "schema_violation"
 TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"

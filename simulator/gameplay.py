@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from ingestion.simulator.contract import (
+from simulator.contract import (
     AD_IMPRESSION,
     LEVEL_COMPLETE,
     LEVEL_FAIL,
@@ -17,8 +17,8 @@ from ingestion.simulator.contract import (
     SESSION_END,
     SESSION_START,
 )
-from ingestion.simulator.population import Player, new_uuid
-from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_H, MS_PER_MIN, MS_PER_S, format_local
+from simulator.population import Player, new_uuid
+from simulator.timefmt import MS_PER_DAY, MS_PER_H, MS_PER_MIN, MS_PER_S, format_local
 
 TimedEvent = tuple[int, dict]  # (UTC instant in ms, event as sent)
 

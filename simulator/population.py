@@ -6,8 +6,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from ingestion.simulator.contract import PLATFORMS
-from ingestion.simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, ms_to_datetime
+from simulator.contract import PLATFORMS
+from simulator.timefmt import MS_PER_DAY, MS_PER_S, date_to_ms, ms_to_datetime
 
 LIVES_FOREVER = 10_000  # lifetime (days) of players who never churn within any span
 

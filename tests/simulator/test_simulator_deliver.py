@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from ingestion.simulator import PubSubMessage, Simulation
-from ingestion.simulator import deliver
-from ingestion.simulator.deliver import PushError, post_to_function, push_body, read_messages
+from simulator import PublishedMessage, Simulation
+from simulator import deliver
+from simulator.deliver import PushError, post_to_function, push_body, read_messages
 
-MSG = PubSubMessage(
+MSG = PublishedMessage(
     message_id="1234567890123456",
     data=b'{"events":[{"event_id":"x"}]}',
     attributes={"game_id": "dragon_idle", "sdk_version": "3.4.1"},
@@ -195,7 +195,7 @@ def test_publish_batches_through_the_client_and_returns_server_ids(monkeypatch: 
 
 
 def test_command_line_writes_exports_truth_and_messages(tmp_path: Path) -> None:
-    from ingestion.simulator.__main__ import main
+    from simulator.__main__ import main
 
     assert main(["--seed", "3", "--days", "3", "--players-per-game", "6", "--games", "solo_game", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "exports" / "players.csv").read_text().count("\n") == 7
