@@ -36,7 +36,7 @@ from ingestion.batch.main import main as batch_main
 from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE, rejected_file
 from ingestion.batch.sources import BATCH_SOURCES, SourceFile
 from ingestion.settings import Settings
-from simulator import Simulation, SimulationConfig, simulate
+from simulator import Simulation, simulate
 from ingestion.sinks import BigQuerySink, sink_from_settings
 from ingestion.streaming.handler import handle_message
 from tests.conftest import SMALL
