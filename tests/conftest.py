@@ -112,7 +112,7 @@ def land_simulation(sim: Simulation, data_dir: Path) -> None:
 def requires_pubsub_emulator() -> pytest.MarkDecorator:
     """Skip where the Pub/Sub emulator cannot run (no gcloud component or Java on this machine);
     in CI (CI set), where it must run, fail instead so its tests never go missing quietly."""
-    from deployments.local.pubsub import emulator_unavailable_reason
+    from deployments.local.pubsub_emulator import emulator_unavailable_reason
 
     reason = emulator_unavailable_reason()
     if reason is not None and os.environ.get("CI"):

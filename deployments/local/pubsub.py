@@ -1,5 +1,6 @@
-"""The local twin of Pub/Sub: the official emulator on loopback, the topics and subscriptions of
-production, and a push subscription to the streaming function served by functions-framework.
+"""The local twin of Pub/Sub's streaming set-up: on the emulator (``pubsub_emulator``), the topics and
+subscriptions of production, and a push subscription to the streaming function served by
+functions-framework.
 
     with local_streaming_stack(data_dir) as stack:
         ids = publish_all(messages, stack.project, stack.topic, emulator_host=stack.emulator_host)
@@ -9,18 +10,10 @@ What the emulator does not do like Pub/Sub (so nothing here relies on it): it le
 ``deliveryAttempt`` and ``orderingKey`` out of push bodies, and a push subscription with both
 message ordering and a dead-letter policy stops its push loop, so ordering is off; and its retry
 backoff stalls redelivery, so locally redelivery is immediate (see ``DeliveryPolicy``).
-
-When ``gcloud``, its ``pubsub-emulator`` component or Java is missing, ``emulator_unavailable_reason``
-says which; callers then POST push bodies straight to the function server instead.
 """
 from __future__ import annotations
 
-import functools
-import os
 import re
-import shutil
-import signal
-import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -28,20 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
-from deployments.local.services import free_port, function_server, wait_http
+from deployments.local.pubsub_emulator import pubsub_emulator
+from deployments.local.services import function_server
 
 PROJECT: Final = "local"
 TOPIC: Final = "game-events"
 DEAD_LETTER_TOPIC: Final = "game-events-dead-letter"
 SUBSCRIPTION: Final = "game-events-push"
 DEAD_LETTER_SUBSCRIPTION: Final = "game-events-dead-letter-pull"
-EMULATOR_START_TIMEOUT_S: Final = 90.0
-STOP_GRACE_S: Final = 15.0
 _TABLES: Final = ("game_events", "game_events_rejected")
-
-
-class EmulatorUnavailable(RuntimeError):
-    """The Pub/Sub emulator cannot run on this machine; the message says what is missing."""
 
 
 @dataclass(frozen=True)
@@ -52,9 +40,9 @@ class DeliveryPolicy:
     (None, Pub/Sub's default) it is immediate. ``ack_deadline_s`` is the push request timeout.
 
     The local default has no backoff, because the emulator's backoff stops redelivering once a few
-    dozen messages wait on it (measured: 100 messages refused for 4 s, 5 redelivered in the next
-    40 s). Immediate redelivery comes about once a second, so 100 attempts ride out about a
-    minute and a half of failing writes. Production sets a backoff (deployments/streaming/).
+    dozen messages wait on it. Immediate redelivery comes about once a second, so 100 attempts ride
+    out about a minute and a half of failing writes. Production sets a backoff
+    (deployments/streaming/).
     """
 
     max_delivery_attempts: int = 100
@@ -111,120 +99,6 @@ class DeliveryReport:
     @property
     def complete(self) -> bool:
         return not self.missing and not self.dead_letters
-
-
-# --------------------------------------------------------------------------------------------
-# Availability
-# --------------------------------------------------------------------------------------------
-
-
-def _sdk_root(gcloud: str) -> Path:
-    """The Cloud SDK folder of a ``gcloud`` executable (``<root>/bin/gcloud``)."""
-    return Path(os.path.realpath(gcloud)).parent.parent
-
-
-@functools.cache
-def emulator_unavailable_reason() -> str | None:
-    """None when the Pub/Sub emulator can start here, otherwise what is missing and how to get it."""
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        return "gcloud is not installed: install the Google Cloud CLI and its pubsub-emulator component"
-    root = _sdk_root(gcloud)
-    if (root / "platform").is_dir() and not (root / "platform" / "pubsub-emulator").is_dir():
-        return (
-            f"the Pub/Sub emulator is not installed in {root}: run `gcloud components install pubsub-emulator` "
-            "(or install the google-cloud-cli-pubsub-emulator package)"
-        )
-    java = shutil.which("java")
-    if java is None:
-        return "Java is not installed: the Pub/Sub emulator needs a Java runtime (17 or later) on PATH"
-    try:
-        subprocess.run([java, "-version"], capture_output=True, check=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        return f"java -version failed ({exc}): the Pub/Sub emulator needs a working Java runtime"
-    return None
-
-
-def emulator_available() -> bool:
-    return emulator_unavailable_reason() is None
-
-
-# --------------------------------------------------------------------------------------------
-# The emulator process
-# --------------------------------------------------------------------------------------------
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (not zombie) processes of a process group, read from /proc."""
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # state, ppid, pgrp, ...
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def stop_group(proc: subprocess.Popen[bytes], grace_s: float = STOP_GRACE_S) -> None:
-    """Stop a process started in its own session and everything it started (gcloud starts the
-    emulator's Java process as a child): SIGTERM to the group, SIGKILL whatever is left after
-    ``grace_s``, and wait until no member is alive."""
-    pgid = proc.pid
-    _signal_group(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        proc.poll()
-        if proc.returncode is not None and not _group_members(pgid):
-            return
-        time.sleep(0.1)
-    _signal_group(pgid, signal.SIGKILL)
-    proc.wait()
-    deadline = time.monotonic() + grace_s
-    while _group_members(pgid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-
-
-def emulator_command(host_port: str, data_dir: Path) -> list[str]:
-    return ["gcloud", "beta", "emulators", "pubsub", "start", f"--host-port={host_port}", f"--data-dir={data_dir}"]
-
-
-@contextmanager
-def pubsub_emulator(
-    data_dir: Path, port: int | None = None, timeout_s: float = EMULATOR_START_TIMEOUT_S
-) -> Iterator[str]:
-    """The Pub/Sub emulator on loopback with its own data folder under ``data_dir``; yields its
-    ``host:port``. Waits until it answers; always stops it, its Java process included."""
-    reason = emulator_unavailable_reason()
-    if reason is not None:
-        raise EmulatorUnavailable(reason)
-    host = f"127.0.0.1:{port or free_port()}"
-    state_dir = data_dir / "pubsub-emulator"
-    state_dir.mkdir(parents=True, exist_ok=True)  # the emulator writes env.yaml there and fails without it
-    log = data_dir / "logs" / "pubsub-emulator.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k != "PUBSUB_EMULATOR_HOST"}
-    env["CLOUDSDK_CORE_DISABLE_PROMPTS"] = "1"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            emulator_command(host, state_dir), env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        wait_http(f"http://{host}/", proc, timeout_s, log)
-        yield host
-    finally:
-        stop_group(proc)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from deployments.local.postgres import postgres_server
-from deployments.local.pubsub import emulator_unavailable_reason, local_streaming_stack, wait_for_delivery
+from deployments.local.pubsub import local_streaming_stack, wait_for_delivery
+from deployments.local.pubsub_emulator import emulator_unavailable_reason
 from deployments.local.services import flush_prefect_telemetry, function_server, prefect_server
 from ingestion.settings import Settings
 from simulator import Simulation, SimulationConfig, simulate

@@ -55,7 +55,7 @@ def test_the_main_job_without_the_emulator_posts_to_the_function(
     data_dir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     # a Cloud SDK without its pubsub-emulator component first on PATH: the job's own check
-    # (deployments.local.pubsub.emulator_unavailable_reason) finds the emulator missing
+    # (deployments.local.pubsub_emulator.emulator_unavailable_reason) finds the emulator missing
     sdk = tmp_path_factory.mktemp("cloud-sdk")
     (sdk / "platform").mkdir()
     (sdk / "bin").mkdir()

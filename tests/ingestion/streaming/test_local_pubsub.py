@@ -8,16 +8,17 @@ import pytest
 
 from tests.conftest import requires_pubsub_emulator
 
-from deployments.local import pubsub
-from deployments.local.pubsub import DeliveryPolicy, emulator_unavailable_reason, push_endpoint, push_subscription_request, topology
+from deployments.local import pubsub_emulator
+from deployments.local.pubsub import DeliveryPolicy, push_endpoint, push_subscription_request, topology
+from deployments.local.pubsub_emulator import emulator_unavailable_reason
 
 
 def test_unavailable_reason_names_what_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     check = emulator_unavailable_reason.__wrapped__
     real_which = shutil.which
-    monkeypatch.setattr(pubsub.shutil, "which", lambda name: None if name == "gcloud" else real_which(name))
+    monkeypatch.setattr(pubsub_emulator.shutil, "which", lambda name: None if name == "gcloud" else real_which(name))
     assert "gcloud is not installed" in (check() or "")
-    monkeypatch.setattr(pubsub.shutil, "which", lambda name: None if name == "java" else real_which(name))
+    monkeypatch.setattr(pubsub_emulator.shutil, "which", lambda name: None if name == "java" else real_which(name))
     if real_which("gcloud"):
         assert "Java is not installed" in (check() or "")
 
@@ -49,7 +50,7 @@ def test_delivery_policy_errors_name_the_field(kwargs: dict[str, int], field: st
 
 @requires_pubsub_emulator()
 def test_the_emulator_stops_with_its_java_process(tmp_path: Path) -> None:
-    with pubsub.pubsub_emulator(tmp_path) as host:
+    with pubsub_emulator.pubsub_emulator(tmp_path) as host:
         port = host.rsplit(":", 1)[1]
         group = [pid for pid in _pids() if f"--port={port}" in _cmdline(pid) or f"--host-port=127.0.0.1:{port}" in _cmdline(pid)]
         assert any("java" in _cmdline(pid) for pid in group), group

@@ -8,7 +8,8 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from deployments.local.pubsub import admin_clients, create_topics, pubsub_emulator, topology
+from deployments.local.pubsub import admin_clients, create_topics, topology
+from deployments.local.pubsub_emulator import pubsub_emulator
 from ingestion.bronze import ensure_local_bronze
 from ingestion.settings import Settings
 from ingestion.sinks import LocalSink
