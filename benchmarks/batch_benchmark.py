@@ -24,7 +24,7 @@ import pyarrow.parquet as pq  # noqa: E402
 from deployments.local.postgres import postgres_server  # noqa: E402
 from ingestion.batch.launch import run_local  # noqa: E402
 from ingestion.batch.sources import PLAYERS, TIMESTAMP  # noqa: E402
-from ingestion.settings import Settings  # noqa: E402
+from common.settings import BatchSettings  # noqa: E402
 from simulator.operational_db import create_tables  # noqa: E402
 
 FILL = """
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         base_rows = baseline(dsn, Path(tmp) / "baseline.parquet")
         base_s = time.monotonic() - t0
 
-        settings = Settings(data_dir=Path(tmp) / "data", postgres_dsn=dsn, read_ranges=args.ranges)
+        settings = BatchSettings(data_dir=Path(tmp) / "data", postgres_dsn=dsn, read_ranges=args.ranges)
         t0 = time.monotonic()
         result = run_local("players", date.today(), date.today(), settings)
         beam_s = time.monotonic() - t0

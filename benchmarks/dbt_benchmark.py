@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from flows.dbt import DbtSession  # noqa: E402
 from ingestion.bronze import ensure_local_bronze  # noqa: E402
 from ingestion.landing import COMPACTED_PREFIX  # noqa: E402
-from ingestion.settings import Settings  # noqa: E402
+from common.settings import OrchestrationSettings  # noqa: E402
 
 DBT_DIR = REPO_ROOT / "dbt"
 START = date(2026, 1, 1)
@@ -316,7 +316,7 @@ def command(data_dir: Path, *args: str) -> list[str]:
             "--target-path", str(data_dir / "dbt-target")]
 
 
-def prepared_session(settings: Settings, data_dir: Path) -> DbtSession:
+def prepared_session(settings: OrchestrationSettings, data_dir: Path) -> DbtSession:
     """A new dbt session, started and prepared as the flow prepares its build while the batch loads
     run (imports, the project parsed from the shipped parse state, macro templates compiled)."""
     session = DbtSession(settings).start()
@@ -385,7 +385,7 @@ def main() -> None:
             timed("generate bronze", lambda: (generate_events(con, args.events, args.days),
                                               write_bronze(con, landing, args.days, cut, until)))
 
-        settings = Settings(data_dir=data_dir, target="local")
+        settings = OrchestrationSettings(data_dir=data_dir, target="local")
         with DbtSession(settings) as session:  # the parse state, as the flow image ships it
             dbt(session, data_dir, "parse")
 

@@ -41,7 +41,7 @@ sys.path.insert(0, str(REPO))
 from deployments.local.pubsub import local_streaming_stack, read_dead_letters, wait_for_delivery  # noqa: E402
 from ingestion import landing  # noqa: E402
 from ingestion.bronze import compact_local_bronze, ensure_local_bronze  # noqa: E402
-from ingestion.settings import Settings  # noqa: E402
+from common.settings import OrchestrationSettings  # noqa: E402
 from simulator import SimulationConfig, simulate  # noqa: E402
 from simulator.deliver import publisher_client  # noqa: E402
 from simulator.messages import encode  # noqa: E402
@@ -183,7 +183,7 @@ def main() -> int:
     parser.add_argument("--data-dir", type=Path)
     args = parser.parse_args()
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="load-test-"))
-    settings = Settings(data_dir=data_dir)
+    settings = OrchestrationSettings(data_dir=data_dir)
     env = {"WORKERS": str(args.workers), "THREADS": str(args.threads)}
     print(f"load test: {args.rate:.0f} events/s for {args.duration:.0f} s, {args.workers} workers x {args.threads} threads, "
           f"data in {data_dir}", flush=True)

@@ -33,13 +33,13 @@ from pathlib import Path
 from prefect import flow
 from flows.dbt import dbt_session
 from flows.pipeline import PipelineParameters, dbt_build, dbt_test
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 run_dir = Path(sys.argv[1])
 
 @flow(name="benchmark-dbt-steps")
 def steps():  # the dbt steps of game-analytics-pipeline, as it runs them
     params = PipelineParameters(freshness=False)
-    with dbt_session(Settings()):
+    with dbt_session(OrchestrationSettings()):
         dbt_build(params, run_dir / "build")
         dbt_test(params, run_dir)
 

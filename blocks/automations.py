@@ -33,7 +33,7 @@ from prefect.events.actions import ChangeFlowRunState, SendNotification
 from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 
 # the flows whose runs these automations watch (flow names, as the flow-run events relate them)
 FLOWS = ("game-analytics-pipeline", "game-analytics-backfill")
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block", default=None,
                         help="notification block '<type-slug>/<name>' (default: the GA_NOTIFY_BLOCK setting)")
     args = parser.parse_args(argv)
-    reference = args.block or Settings().notify_block
+    reference = args.block or OrchestrationSettings().notify_block
     try:
         block_id = notification_block_id(reference)
     except Exception as exc:  # noqa: BLE001 - the message names the block to register

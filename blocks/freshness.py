@@ -19,7 +19,7 @@ from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 
 from flows.assets import MART_FRESH, MART_STALE
-from ingestion.settings import Settings
+from common.settings import WarehouseSettings
 
 STALE = "game-analytics: marts stale"
 
@@ -31,7 +31,7 @@ last {max_age}. The last report: {{ event.event }} at {{ event.occurred }}, newe
 
 
 def stale_marts(block_document_id: UUID, max_age: timedelta | None = None) -> Automation:
-    max_age = max_age or timedelta(hours=Settings().mart_max_age_hours)
+    max_age = max_age or timedelta(hours=WarehouseSettings().mart_max_age_hours)
     return Automation(
         name=STALE,
         description=f"Notify when the gold marts have not been reported fresh for {max_age}.",

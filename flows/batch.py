@@ -13,7 +13,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from flows import gcp
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings as Settings
 
 if TYPE_CHECKING:
     from ingestion.batch.dataflow import JobsClient

@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, OrchestrationSettings as Settings
 
 DBT_DIR = REPO_ROOT / "dbt"
 # tests that gate the warehouse after the build (reconciliations); dbt build leaves them to dbt test

@@ -11,7 +11,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings as Settings
 
 if TYPE_CHECKING:
     from prefect_gcp import GcpCredentials

@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_UI_URL
 
 from flows.dbt import DbtFailure
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings as Settings
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from flows.dbt import (
 )
 from flows.notify import notify_failure
 from flows.retries import is_transient, retry_if_transient
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings as Settings
 
 if TYPE_CHECKING:  # the batch pipelines (Beam) are imported only by the tasks that run them
     from ingestion.batch.launch import LoadResult

@@ -1,26 +1,30 @@
-"""The bronze tables and their schemas, in one list: the streaming function's two tables and the
-batch pipelines' snapshots. The local twin keeps each as a folder of the landing area."""
+"""The bronze tables' Arrow schemas, keyed by the catalog's names (``common.bronze``): the
+streaming function's two tables and the batch pipelines' snapshots. The local twin keeps each as a
+folder of the landing area."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pyarrow as pa
 
-from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE
+from common import bronze
+from ingestion.batch.pipeline import REJECTED_SCHEMA
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
 from ingestion.landing import compact, ensure_table
 from ingestion.sinks import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA
 
 
 def bronze_schemas() -> dict[str, pa.Schema]:
-    return {
-        "game_events": GAME_EVENTS_SCHEMA,
-        "game_events_rejected": GAME_EVENTS_REJECTED_SCHEMA,
-        PLAYERS.name: PLAYERS.schema,
-        STORE_ITEMS.name: STORE_ITEMS.schema,
-        FX_RATES.name: FX_RATES.schema,
-        REJECTED_TABLE: REJECTED_SCHEMA,
+    """Every bronze table's schema, in the catalog's order."""
+    schemas = {
+        bronze.GAME_EVENTS: GAME_EVENTS_SCHEMA,
+        bronze.GAME_EVENTS_REJECTED: GAME_EVENTS_REJECTED_SCHEMA,
+        bronze.PLAYERS: PLAYERS.schema,
+        bronze.STORE_ITEMS: STORE_ITEMS.schema,
+        bronze.FX_RATES: FX_RATES.schema,
+        bronze.BATCH_REJECTED: REJECTED_SCHEMA,
     }
+    return {table: schemas[table] for table in bronze.TABLES}
 
 
 def ensure_local_bronze(landing_dir: Path) -> None:
@@ -30,11 +34,8 @@ def ensure_local_bronze(landing_dir: Path) -> None:
         ensure_table(landing_dir / table, schema)
 
 
-STREAMED_TABLES = ("game_events", "game_events_rejected")
-
-
 def compact_local_bronze(landing_dir: Path) -> dict[str, int]:
     """Compact the streamed tables of the local landing area (files merged, per table); a damaged
     file is quarantined on the way (see ``ingestion.landing``)."""
     schemas = bronze_schemas()
-    return {table: compact(landing_dir / table, schemas[table]).merged for table in STREAMED_TABLES}
+    return {table: compact(landing_dir / table, schemas[table]).merged for table in bronze.STREAMED_TABLES}

@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from ingestion import landing
 from ingestion.events import ERROR_TYPES, Rejection, ValidEvent
-from ingestion.settings import Settings
+from ingestion.streaming.settings import FunctionSettings
 
 if TYPE_CHECKING:
     from google.api_core.retry import Retry
@@ -517,12 +517,10 @@ def _json_size(row: Mapping[str, Any]) -> int:
     return len(orjson.dumps(row)) + 64
 
 
-def sink_from_settings(settings: Settings) -> Sink:
+def sink_from_settings(settings: FunctionSettings) -> Sink:
     """The sink the settings choose: local Parquet files or BigQuery."""
     if settings.sink == "local":
-        return LocalSink(settings.landing_dir)
+        return LocalSink(Path(settings.required("landing_dir")))
     if settings.sink == "bigquery":
-        if not settings.gcp_project:
-            raise ValueError("gcp_project: required when sink is 'bigquery', got None")
-        return BigQuerySink(settings.gcp_project, settings.bronze_dataset())
+        return BigQuerySink(str(settings.required("gcp_project")), str(settings.required("bronze_dataset")))
     raise ValueError(f"sink: expected 'local' or 'bigquery', got {settings.sink!r}")

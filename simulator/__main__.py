@@ -47,9 +47,9 @@ def output_paths(out: Path | None) -> tuple[Path, Path, Path]:
     """(exports folder, truth folder, messages file)."""
     if out is not None:
         return out / "exports", out / "truth", out / MESSAGES_FILE
-    from ingestion.settings import Settings
+    from common.settings import PlatformSettings
 
-    settings = Settings()
+    settings = PlatformSettings()
     return settings.exports_dir, settings.truth_dir, settings.data_dir / MESSAGES_FILE
 
 

@@ -75,7 +75,7 @@ def postgres_dsn() -> Iterator[str]:
 
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh local platform folder for one test, seen by Settings, dbt and the function alike."""
+    """A fresh local platform folder for one test, seen by OrchestrationSettings, dbt and the function alike."""
     monkeypatch.setenv("GA_DATA_DIR", str(tmp_path))
     return tmp_path
 
@@ -101,10 +101,10 @@ def tiny_sim() -> Simulation:
 def land_simulation(sim: Simulation, data_dir: Path) -> None:
     """Put a simulation's events into the local bronze through the function's own handler (in
     process, no server) and write its batch exports: the starting point of flow tests."""
-    from ingestion.settings import Settings
+    from common.settings import OrchestrationSettings
     from tests.dbt.warehouse import land_events
 
-    settings = Settings(data_dir=data_dir)
+    settings = OrchestrationSettings(data_dir=data_dir)
     land_events(sim.messages, settings)
     sim.write_exports(settings.exports_dir)
 

@@ -13,7 +13,7 @@ import pytest
 from deployments.local.report import MARTS, mart_mismatches, read_mart
 from deployments.local.services import function_server
 from flows.pipeline import game_analytics_pipeline
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from simulator import Simulation
 from simulator.deliver import post_to_function
 from simulator.operational_db import load_operational_tables
@@ -28,7 +28,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory, prefect_api: str, pos
         load_operational_tables(postgres_dsn, small_sim, schema="end_to_end")
         env.setenv("GA_POSTGRES_DSN", postgres_dsn)
         env.setenv("GA_POSTGRES_SCHEMA", "end_to_end")
-        settings = Settings()
+        settings = OrchestrationSettings()
         small_sim.write_exports(settings.exports_dir)
         (settings.exports_dir / "players.csv").unlink()  # so nothing can silently come from the extract
         with function_server(data_dir) as url:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from common import bronze
 from deployments.streaming import build, deploy
 from deployments.streaming.deploy import Step, dataset_step
 
@@ -97,7 +98,7 @@ class Target:
         return self.account(DATAFLOW_ACCOUNT_ID)
 
     def dataset(self, layer: str) -> str:
-        return f"{self.dataset_prefix}_{layer}"
+        return bronze.dataset(self.dataset_prefix, layer)
 
     @property
     def dataflow_bucket(self) -> str:  # temp and staging files of the Dataflow jobs

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from deployments.local.services import background, free_port
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 EMULATOR_VENV = REPO_ROOT / ".venv-emulators"
 EMULATOR_PYTHON = EMULATOR_VENV / "bin" / "python"

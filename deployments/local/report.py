@@ -7,7 +7,7 @@ from typing import Any, Iterable, Sequence
 
 import duckdb
 
-from ingestion.settings import Settings
+from common.settings import PlatformSettings
 
 # each gold mart: the ground-truth file it must equal cell for cell, and its key. The columns are
 # those of the data compared: the truth file's header and the mart's own; a column on one side only
@@ -20,14 +20,14 @@ MARTS: dict[str, tuple[str, tuple[str, ...]]] = {
 HEADLINE = ("dau", "new_players", "mau", "sessions", "revenue_usd", "ad_revenue_usd", "arpdau")
 
 
-def query_mart(settings: Settings, mart: str) -> tuple[list[str], list[dict[str, Any]]]:
+def query_mart(settings: PlatformSettings, mart: str) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) of a gold mart."""
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         rel = con.sql(f"select * from gold.{mart}")
         return rel.columns, [dict(zip(rel.columns, row)) for row in rel.fetchall()]
 
 
-def read_mart(settings: Settings, mart: str) -> list[dict[str, Any]]:
+def read_mart(settings: PlatformSettings, mart: str) -> list[dict[str, Any]]:
     return query_mart(settings, mart)[1]
 
 
@@ -56,7 +56,7 @@ def mismatches(
     return out
 
 
-def mart_mismatches(settings: Settings, mart: str) -> tuple[int, int, list[str]]:
+def mart_mismatches(settings: PlatformSettings, mart: str) -> tuple[int, int, list[str]]:
     """(rows, cells compared, differences) of one gold mart against its ground-truth file."""
     truth_name, key = MARTS[mart]
     truth_columns, truth = read_truth(settings.truth_dir, truth_name)
@@ -70,7 +70,7 @@ def mart_mismatches(settings: Settings, mart: str) -> tuple[int, int, list[str]]
     return len(rows), len(rows) * len(columns), out + mismatches(rows, truth, key, columns)
 
 
-def kpi_report(settings: Settings, days: int = 7) -> str:
+def kpi_report(settings: PlatformSettings, days: int = 7) -> str:
     rows = sorted(read_mart(settings, "mart_daily_kpis"), key=lambda r: (r["activity_date"], r["game_id"]))
     last_dates = sorted({r["activity_date"] for r in rows})[-days:]
     header = ("activity_date", "game_id", *HEADLINE)

@@ -19,7 +19,7 @@ from deployments.local.postgres import postgres_server
 from deployments.local.pubsub import local_streaming_stack, wait_for_delivery
 from deployments.local.pubsub_emulator import emulator_unavailable_reason
 from deployments.local.services import flush_prefect_telemetry, function_server, prefect_server
-from ingestion.settings import Settings
+from common.settings import PlatformSettings
 from simulator import Simulation, SimulationConfig, simulate
 from simulator.deliver import post_to_function, publish_all
 from simulator.operational_db import load_operational_tables
@@ -38,14 +38,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def reset_run_data(settings: Settings) -> None:
+def reset_run_data(settings: PlatformSettings) -> None:
     """Each main-job run starts from an empty landing area and warehouse; Prefect's history is kept."""
     for path in (settings.landing_dir, settings.exports_dir, settings.truth_dir):
         shutil.rmtree(path, ignore_errors=True)
     settings.warehouse_path.unlink(missing_ok=True)
 
 
-def stream(sim: Simulation, settings: Settings) -> None:
+def stream(sim: Simulation, settings: PlatformSettings) -> None:
     """Every message through the real streaming path: published to the Pub/Sub emulator, pushed to
     the function. Without the emulator, Pub/Sub push requests are POSTed to the function directly."""
     t0 = time.monotonic()
@@ -67,7 +67,7 @@ def stream(sim: Simulation, settings: Settings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    settings = Settings()
+    settings = PlatformSettings()
     reset_run_data(settings)
     t0 = time.monotonic()
     sim = simulate(SimulationConfig(seed=args.seed, days=args.days, players_per_game=args.players_per_game,

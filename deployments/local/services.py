@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT, PlatformSettings
 
 
 def free_port() -> int:
@@ -81,7 +81,8 @@ def function_server(data_dir: Path, port: int | None = None, timeout_s: float = 
                     extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
     """The streaming Cloud Function served by functions-framework, writing to the local sink; yields its URL."""
     port = port or free_port()
-    env = dict(os.environ, GA_DATA_DIR=str(data_dir), GA_SINK="local", PYTHONPATH=str(REPO_ROOT), **(extra_env or {}))
+    env = dict(os.environ, GA_SINK="local", GA_LANDING_DIR=str(PlatformSettings(data_dir=data_dir).landing_dir),
+               PYTHONPATH=str(REPO_ROOT), **(extra_env or {}))
     cmd = [str(Path(sys.executable).with_name("functions-framework")), "--source", "ingestion/streaming/main.py",
            "--target", "handle_pubsub", "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Iterator, Mapping
 
 from deployments.local.services import prefect_server, stop
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, PlatformSettings
 
 PORT = 4200
 POOL = "local"
@@ -83,7 +83,7 @@ def deploy_local(api_url: str, names: tuple[str, ...] = LOCAL_DEPLOYMENTS, log: 
         raise RuntimeError(f"prefect deploy failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
 
-def worker_env(api_url: str, settings: Settings, notify_block: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def worker_env(api_url: str, settings: PlatformSettings, notify_block: str, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The worker's environment, inherited by every flow run it starts: the API, the data folder,
     the notification block of the failure hooks, and the repository on the import path."""
     path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -199,7 +199,7 @@ def apply_automations(notify_block: str) -> list[tuple[str, str]]:
 def up(port: int = PORT) -> int:
     from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
 
-    settings = Settings()
+    settings = PlatformSettings()
     home = settings.data_dir / "prefect"
     logs = settings.data_dir / "logs"
     ui = f"http://127.0.0.1:{port}"

@@ -25,7 +25,7 @@ DEFAULT_OUT: Final = REPO_ROOT / "build" / "streaming-function"
 # What ingestion/streaming/main.py imports, transitively, and nothing more (no simulator, no Beam).
 FUNCTION_FILES: Final = (
     "ingestion/__init__.py",
-    "ingestion/settings.py",
+    "ingestion/streaming/settings.py",
     "ingestion/landing.py",
     "ingestion/events.py",
     "ingestion/sinks.py",

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
+from common import bronze
+from common.settings import PlatformSettings
 from deployments.streaming import build, config
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"
@@ -66,7 +68,7 @@ class Target:
 
     @property
     def dataset(self) -> str:
-        return f"{self.dataset_prefix}_bronze"
+        return bronze.dataset(self.dataset_prefix, "bronze")
 
     @property
     def ingest_account(self) -> str:
@@ -209,8 +211,7 @@ def steps(t: Target, enable_apis: bool = True) -> list[Step]:
                    f"--service-account={t.ingest_account}", f"--trigger-service-account={t.push_account}",
                    "--no-allow-unauthenticated",
                    "--set-env-vars=" + ",".join([
-                       "GA_SINK=bigquery", f"GA_GCP_PROJECT={t.project}",
-                       f"GA_BQ_DATASET_PREFIX={t.dataset_prefix}", f"GA_BQ_LOCATION={t.bq_location}",
+                       "GA_SINK=bigquery", f"GA_GCP_PROJECT={t.project}", f"GA_BRONZE_DATASET={t.dataset}",
                    ])),
         ),
         Step(
@@ -329,9 +330,10 @@ def run(t: Target, dry_run: bool, execute: Callable[..., subprocess.CompletedPro
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--project", required=True)
-    p.add_argument("--region", default="europe-west1")
-    p.add_argument("--dataset-prefix", default="game_analytics")
-    p.add_argument("--bq-location", default="EU")
+    defaults = PlatformSettings.model_fields
+    p.add_argument("--region", default=defaults["gcp_region"].default)
+    p.add_argument("--dataset-prefix", default=defaults["bq_dataset_prefix"].default)
+    p.add_argument("--bq-location", default=defaults["bq_location"].default)
     p.add_argument("--source", type=Path, default=build.DEFAULT_OUT)
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)

@@ -27,7 +27,7 @@ from google.cloud.dataflow_v1beta3 import (
     UpdateJobRequest,
 )
 
-from ingestion.settings import Settings
+from common.settings import BatchSettings
 
 # Job.name in google.cloud.dataflow_v1beta3: "must match [a-z]([-a-z0-9]{0,1022}[a-z0-9])?"
 JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,1022}[a-z0-9])?$")
@@ -262,7 +262,7 @@ class DataflowJobs:
         return console_url(self.project, self.region, job_id)
 
 
-def jobs_for(settings: Settings, client: JobsClient | None = None) -> DataflowJobs:
+def jobs_for(settings: BatchSettings, client: JobsClient | None = None) -> DataflowJobs:
     """The jobs of ``settings.gcp_project`` in ``settings.gcp_region`` (Google's client unless given)."""
     if not settings.gcp_project:
         raise ValueError("Dataflow jobs need GA_GCP_PROJECT")
@@ -273,14 +273,14 @@ def jobs_for(settings: Settings, client: JobsClient | None = None) -> DataflowJo
     return DataflowJobs(client, settings.gcp_project, settings.gcp_region)
 
 
-def get_job_state(job_id: str, settings: Settings, client: JobsClient | None = None) -> JobState:
+def get_job_state(job_id: str, settings: BatchSettings, client: JobsClient | None = None) -> JobState:
     return jobs_for(settings, client).get_job_state(job_id)
 
 
 RUN_JOB = re.compile(r"^ga-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
 
 
-def active_jobs_by_run(settings: Settings, client: JobsClient | None = None) -> dict[str, list[str]]:
+def active_jobs_by_run(settings: BatchSettings, client: JobsClient | None = None) -> dict[str, list[str]]:
     """The active jobs launched for orchestration runs (named after a run id), by run id; jobs
     already being cancelled are left out."""
     by_run: dict[str, list[str]] = {}
@@ -291,7 +291,7 @@ def active_jobs_by_run(settings: Settings, client: JobsClient | None = None) -> 
     return by_run
 
 
-def cancel_run_jobs(run_id: str, settings: Settings, client: JobsClient | None = None) -> list[str]:
+def cancel_run_jobs(run_id: str, settings: BatchSettings, client: JobsClient | None = None) -> list[str]:
     """Cancel every active job launched for ``run_id`` (found by its name prefix); return their ids.
     Used when the whole orchestration run is cancelled or crashes, so no job outlives it."""
     jobs = jobs_for(settings, client)
@@ -343,7 +343,7 @@ def counts_from_metrics(job_id: str, metrics: JobMetrics) -> JobCounts:
     )
 
 
-def job_counts(job_id: str, settings: Settings, client: MetricsClient | None = None) -> JobCounts:
+def job_counts(job_id: str, settings: BatchSettings, client: MetricsClient | None = None) -> JobCounts:
     """The row counts of a finished job, read with ``MetricsV1Beta3Client.get_job_metrics``."""
     if not settings.gcp_project:
         raise ValueError("Dataflow jobs need GA_GCP_PROJECT")
@@ -357,7 +357,7 @@ def job_counts(job_id: str, settings: Settings, client: MetricsClient | None = N
     return counts_from_metrics(job_id, metrics)
 
 
-def cancel_job(job_id: str, settings: Settings, client: JobsClient | None = None) -> None:
+def cancel_job(job_id: str, settings: BatchSettings, client: JobsClient | None = None) -> None:
     """Request cancellation (``update_job`` with requested_state JOB_STATE_CANCELLED); returns at once."""
     jobs_for(settings, client).cancel_job(job_id)
 

@@ -37,7 +37,7 @@ from ingestion.batch.options import LoadSpec
 from ingestion.batch.pipeline import DatabaseRead
 from ingestion.batch.postgres import CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
-from ingestion.settings import Settings
+from common.settings import BatchSettings
 
 SOURCES: tuple[str, ...] = tuple(BATCH_SOURCES)  # players, store_items, fx_rates
 
@@ -72,7 +72,7 @@ def local_options() -> PipelineOptions:
     return PipelineOptions(flags=[], direct_num_workers=1, direct_running_mode="in_memory")
 
 
-def local_spec(source: str, start: date, end: date, settings: Settings) -> LoadSpec:
+def local_spec(source: str, start: date, end: date, settings: BatchSettings) -> LoadSpec:
     batch_source = get_source(source)
     check_window(start, end)
     database = None
@@ -90,7 +90,7 @@ def local_spec(source: str, start: date, end: date, settings: Settings) -> LoadS
     )
 
 
-def run_local(source: str, start: date, end: date, settings: Settings, only_changed: bool = False) -> LoadResult:
+def run_local(source: str, start: date, end: date, settings: BatchSettings, only_changed: bool = False) -> LoadResult:
     """Load ``source`` into ``settings.landing_dir`` in this process and return when done.
     Snapshots ignore the window; daily sources load the files dated within ``[start, end]``; with
     ``only_changed``, only those not loaded before in their current version.
@@ -101,7 +101,7 @@ def run_local(source: str, start: date, end: date, settings: Settings, only_chan
     return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER, only_changed=only_changed)
 
 
-def flex_parameters(source: str, start: date, end: date, settings: Settings) -> dict[str, str]:
+def flex_parameters(source: str, start: date, end: date, settings: BatchSettings) -> dict[str, str]:
     """The Flex Template parameters (names as in deployments/dataflow/metadata.json) of a load."""
     batch_source = get_source(source)
     parameters = {
@@ -130,7 +130,7 @@ def flex_parameters(source: str, start: date, end: date, settings: Settings) -> 
     return parameters
 
 
-def cloud_sql_parameters(settings: Settings) -> dict[str, str]:
+def cloud_sql_parameters(settings: BatchSettings) -> dict[str, str]:
     """The Cloud SQL database the workers read, checked: the IAM user defaults to the workers'
     service account, the identity the connector authenticates with on a worker."""
     user = settings.cloudsql_user or settings.dataflow_service_account
@@ -155,7 +155,7 @@ def launch_dataflow(
     source: str,
     start: date,
     end: date,
-    settings: Settings,
+    settings: BatchSettings,
     *,
     run_id: str | None = None,
     templates: TemplatesClient | None = None,
@@ -201,7 +201,7 @@ def launch(
     source: str,
     start: date,
     end: date,
-    settings: Settings,
+    settings: BatchSettings,
     *,
     run_id: str | None = None,
     templates: TemplatesClient | None = None,

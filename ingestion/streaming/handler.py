@@ -19,7 +19,7 @@ import msgspec
 import orjson
 
 from ingestion.events import Rejection, ValidEvent, parse_message
-from ingestion.settings import Settings
+from ingestion.streaming.settings import FunctionSettings
 from ingestion.sinks import Delivery, Sink, bronze_rows, sink_from_settings
 
 # How many rejections one log line lists; the counts are always complete.
@@ -201,10 +201,10 @@ def handle_message(
 @functools.cache
 def max_event_age() -> timedelta:
     """The oldest event this process accepts, before its arrival (setting ``event_max_age_days``)."""
-    return timedelta(days=Settings().event_max_age_days)
+    return timedelta(days=FunctionSettings().event_max_age_days)
 
 
 @functools.cache
 def process_sink() -> Sink:
     """The sink of this process, built once from the environment on first use."""
-    return sink_from_settings(Settings())
+    return sink_from_settings(FunctionSettings())

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ingestion.settings import Settings
+from ingestion.streaming.settings import FunctionSettings
 from ingestion.sinks import Sink, sink_from_settings
 from ingestion.streaming.handler import _stdout, handle_message, parse_time
 
@@ -90,7 +90,7 @@ def replay(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion.streaming.replay", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--project", default=Settings().gcp_project, help="Google Cloud project (default: GA_GCP_PROJECT)")
+    parser.add_argument("--project", default=FunctionSettings().gcp_project, help="Google Cloud project (default: GA_GCP_PROJECT)")
     parser.add_argument("--subscription", default=DEAD_LETTER_SUBSCRIPTION, help="the dead-letter subscription's id")
     parser.add_argument("--max-messages", type=int, default=10_000)
     args = parser.parse_args(argv)
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     subscriber = pubsub_v1.SubscriberClient()
     path = subscriber.subscription_path(args.project, args.subscription)
     try:
-        result = replay(subscriber, path, sink_from_settings(Settings()), max_messages=args.max_messages)
+        result = replay(subscriber, path, sink_from_settings(FunctionSettings()), max_messages=args.max_messages)
     finally:
         subscriber.close()
     print(f"replayed {result.replayed} message(s) from {path}: {result.valid} valid event(s), "

@@ -34,12 +34,12 @@ def test_without_a_block_the_clients_use_application_default_credentials(monkeyp
     from google.auth.credentials import AnonymousCredentials
 
     from flows import gcp
-    from ingestion.settings import Settings
+    from common.settings import OrchestrationSettings
 
     adc = AnonymousCredentials()
     monkeypatch.setattr(google.auth, "default", lambda *a, **k: (adc, "studio-analytics"))
     gcp._credentials_block.cache_clear()
-    block = gcp.credentials_block(Settings(gcp_project="studio-analytics", gcp_credentials_block=None))
+    block = gcp.credentials_block(OrchestrationSettings(gcp_project="studio-analytics", gcp_credentials_block=None))
     assert block.service_account_info is None and block.service_account_file is None
-    assert gcp.credentials(Settings(gcp_project="studio-analytics")) is adc
+    assert gcp.credentials(OrchestrationSettings(gcp_project="studio-analytics")) is adc
     gcp._credentials_block.cache_clear()

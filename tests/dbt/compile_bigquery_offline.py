@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 DBT_DIR = REPO_ROOT / "dbt"
 

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from simulator import Simulation
 from tests.dbt import warehouse
 
 
-def landed(data_dir: Path, sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> Settings:
+def landed(data_dir: Path, sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> OrchestrationSettings:
     monkeypatch.setenv("GA_DATA_DIR", str(data_dir))
-    settings = Settings()
+    settings = OrchestrationSettings()
     warehouse.prepare(settings)
     warehouse.land_events(sim.messages, settings)
     warehouse.load_batch(sim, settings)
@@ -21,7 +21,7 @@ def landed(data_dir: Path, sim: Simulation, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, long_sim: Simulation) -> Settings:
+def built(tmp_path_factory: pytest.TempPathFactory, long_sim: Simulation) -> OrchestrationSettings:
     """The long simulation's bronze (ids shared across games), then `dbt build` and the quality
     gate, as the flow runs them."""
     with pytest.MonkeyPatch.context() as monkeypatch:

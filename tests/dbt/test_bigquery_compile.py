@@ -16,7 +16,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 # spellings that DuckDB accepts and BigQuery does not (sqlglot's BigQuery reader tolerates some of
 # them, mapping them to BigQuery equivalents, so they are looked for in the text itself)

@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from ingestion.batch.launch import run_local
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from simulator import Simulation
 from tests.dbt import warehouse
 
@@ -24,7 +24,7 @@ TABLES = INCREMENTAL_MODELS + ("gold.dim_player", "gold.mart_daily_kpis", "gold.
 RUN_METADATA = {"gold.fct_level_attempts": ["loaded_at"], "gold.fct_player_levels": ["loaded_at"]}
 
 
-def snapshot(settings: Settings) -> dict[str, list[tuple[str, ...]]]:
+def snapshot(settings: OrchestrationSettings) -> dict[str, list[tuple[str, ...]]]:
     return {table: warehouse.table_text(settings.warehouse_path, table, ["all"], RUN_METADATA.get(table, []))
             for table in TABLES}
 
@@ -33,7 +33,7 @@ def snapshot(settings: Settings) -> dict[str, list[tuple[str, ...]]]:
 def sliced_runs(tmp_path_factory: pytest.TempPathFactory, small_sim: Simulation):
     with pytest.MonkeyPatch.context() as monkeypatch:
         monkeypatch.setenv("GA_DATA_DIR", str(tmp_path_factory.mktemp("incremental")))
-        settings = Settings()
+        settings = OrchestrationSettings()
         warehouse.prepare(settings)
         small_sim.write_exports(settings.exports_dir)
         first_day = small_sim.config.start_date - timedelta(days=30)
@@ -104,7 +104,7 @@ def test_the_level_totals_start_over_when_the_level_fact_alone_was_rebuilt(
     settings, *_ = sliced_runs
     shutil.copytree(settings.data_dir, tmp_path / "copy")
     monkeypatch.setenv("GA_DATA_DIR", str(tmp_path / "copy"))
-    copy = Settings()
+    copy = OrchestrationSettings()
     before = warehouse.table_text(copy.warehouse_path, "gold.fct_player_levels", ["all"], ["loaded_at"])
     warehouse.dbt(copy, "run", "--full-refresh", "--select", "fct_level_attempts")
     warehouse.dbt(copy, "run", "--select", "fct_player_levels")

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from simulator import Simulation
 from tests.dbt import warehouse
 
 
 @pytest.mark.parametrize("mart", sorted(warehouse.MARTS))
-def test_every_cell_of_the_mart_equals_the_ground_truth(built: Settings, long_sim: Simulation, mart: str) -> None:
+def test_every_cell_of_the_mart_equals_the_ground_truth(built: OrchestrationSettings, long_sim: Simulation, mart: str) -> None:
     got = warehouse.mart_rows(built.warehouse_path, mart)
     want = warehouse.truth_rows(long_sim, mart)
     assert want, f"the ground truth has no {mart} rows"
     assert warehouse.differences(got, want) == []
 
 
-def test_the_data_exercises_what_the_marts_must_get_right(built: Settings) -> None:
+def test_the_data_exercises_what_the_marts_must_get_right(built: OrchestrationSettings) -> None:
     """Revenue in several currencies, days priced with a rate several days old, repeated
     transactions, test accounts, players missing from the export, ids shared across games, money
     sums ending on half a cent, D30 retention and a binding MAU window: otherwise equality proves
@@ -76,7 +76,7 @@ def test_the_data_exercises_what_the_marts_must_get_right(built: Settings) -> No
     assert rows["mau_window_edges"] > 0
 
 
-def test_the_quality_gate_ran_every_reconciliation(built: Settings) -> None:
+def test_the_quality_gate_ran_every_reconciliation(built: OrchestrationSettings) -> None:
     statuses = warehouse.run_results(built)
     for name in ("assert_every_bronze_event_in_silver", "assert_facts_hold_every_silver_event",
                  "assert_gold_revenue_equals_silver_revenue", "assert_no_fact_row_without_its_dimensions",
@@ -86,19 +86,19 @@ def test_the_quality_gate_ran_every_reconciliation(built: Settings) -> None:
     assert statuses.get("assert_bronze_events_are_fresh") in ("pass", "warn")
 
 
-def test_silver_holds_each_valid_event_once(built: Settings, long_sim: Simulation) -> None:
+def test_silver_holds_each_valid_event_once(built: OrchestrationSettings, long_sim: Simulation) -> None:
     silver = warehouse.query(built.warehouse_path, "select event_id from silver.stg_bronze__game_events")
     assert sorted(r["event_id"] for r in silver) == sorted({e["event_id"] for e in long_sim.valid_events})
 
 
-def test_the_flow_summary_analysis_still_runs(built: Settings) -> None:
+def test_the_flow_summary_analysis_still_runs(built: OrchestrationSettings) -> None:
     from flows.dbt import show
 
     rows = show("latest_daily_kpis", built, target="local")
     assert rows and {"activity_date", "game_id", "dau", "mau", "revenue_usd"} <= set(rows[0])
 
 
-def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Settings, tmp_path) -> None:
+def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: OrchestrationSettings, tmp_path) -> None:
     """The warehouse's `unique` and `unique_combination` tests (two passes on DuckDB: key hashes,
     then the keys themselves) fail on a repeated key, and count each repeated key once."""
     import json
@@ -106,7 +106,7 @@ def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Settings, 
 
     import duckdb
 
-    copy = Settings(data_dir=tmp_path)
+    copy = OrchestrationSettings(data_dir=tmp_path)
     shutil.copytree(built.landing_dir, copy.landing_dir)
     shutil.copyfile(built.warehouse_path, copy.warehouse_path)
     with duckdb.connect(str(copy.warehouse_path)) as con:
@@ -125,7 +125,7 @@ def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Settings, 
     }
 
 
-def test_the_not_null_and_relationship_tests_count_each_bad_row(built: Settings, tmp_path) -> None:
+def test_the_not_null_and_relationship_tests_count_each_bad_row(built: OrchestrationSettings, tmp_path) -> None:
     """`not_null_columns` (one scan for a model's not-null columns) fails with the number of null
     cells, and `relationships_composite` (keys grouped before the join) with the number of rows
     whose key has no dimension row; a model without such rows passes."""
@@ -134,7 +134,7 @@ def test_the_not_null_and_relationship_tests_count_each_bad_row(built: Settings,
 
     import duckdb
 
-    copy = Settings(data_dir=tmp_path)
+    copy = OrchestrationSettings(data_dir=tmp_path)
     shutil.copytree(built.landing_dir, copy.landing_dir)
     shutil.copyfile(built.warehouse_path, copy.warehouse_path)
     with duckdb.connect(str(copy.warehouse_path)) as con:
@@ -162,7 +162,7 @@ def test_the_not_null_and_relationship_tests_count_each_bad_row(built: Settings,
     }
 
 
-def test_the_marts_required_columns_are_not_null_in_the_warehouse(built: Settings) -> None:
+def test_the_marts_required_columns_are_not_null_in_the_warehouse(built: OrchestrationSettings) -> None:
     """Not-null on the marts is a constraint of their contracts, enforced by the warehouse on
     write (a null fails the model), not a separate test."""
     rows = warehouse.query(built.warehouse_path, """
@@ -175,7 +175,7 @@ def test_the_marts_required_columns_are_not_null_in_the_warehouse(built: Setting
         ("mart_level_funnel", c) for c in ("game_id", "level")}
 
 
-def test_the_hourly_gate_reconciles_the_recent_arrivals_and_the_daily_gate_everything(built: Settings, tmp_path) -> None:
+def test_the_hourly_gate_reconciles_the_recent_arrivals_and_the_daily_gate_everything(built: OrchestrationSettings, tmp_path) -> None:
     """With var reconcile_hours (the hourly deployments), the reconciliation of bronze with silver
     and of the facts with the dimensions covers what arrived in those hours and the event dates it
     carries: on intact data it passes (the facts' reconciliation too), a recent gap fails it, an old
@@ -185,7 +185,7 @@ def test_the_hourly_gate_reconciles_the_recent_arrivals_and_the_daily_gate_every
 
     import duckdb
 
-    copy = Settings(data_dir=tmp_path)
+    copy = OrchestrationSettings(data_dir=tmp_path)
     shutil.copytree(built.landing_dir, copy.landing_dir)
     shutil.copyfile(built.warehouse_path, copy.warehouse_path)
     selected = ["assert_every_bronze_event_in_silver", "assert_no_fact_row_without_its_dimensions"]

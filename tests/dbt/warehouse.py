@@ -14,10 +14,9 @@ import duckdb
 
 from ingestion.batch.launch import SOURCES, run_local
 from ingestion.bronze import ensure_local_bronze
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, OrchestrationSettings
 from simulator import Simulation
 from simulator.messages import PublishedMessage
-from simulator.truth import TRUTH_COLUMNS
 from deployments.local.report import MARTS as REPORT_MARTS
 from ingestion.sinks import LocalSink
 from ingestion.streaming.handler import handle_message
@@ -30,7 +29,7 @@ MARTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {mart: (key, TRUTH_C
 TRUTH_TABLES = {mart: truth for mart, (truth, _) in REPORT_MARTS.items()}
 
 
-def land_events(messages: Iterable[PublishedMessage], settings: Settings) -> int:
+def land_events(messages: Iterable[PublishedMessage], settings: OrchestrationSettings) -> int:
     """Hand each message to the Cloud Function's handler with the local sink, as if it were
     delivered at its publish time (ingested_at = publish_time). Returns the messages handled."""
     sink = LocalSink(settings.landing_dir)
@@ -42,7 +41,7 @@ def land_events(messages: Iterable[PublishedMessage], settings: Settings) -> int
     return count
 
 
-def load_batch(sim: Simulation, settings: Settings) -> None:
+def load_batch(sim: Simulation, settings: OrchestrationSettings) -> None:
     """The batch sources through the Beam pipelines (in-process runner), as the flow loads them."""
     sim.write_exports(settings.exports_dir)
     start = sim.config.start_date - timedelta(days=30)
@@ -51,11 +50,11 @@ def load_batch(sim: Simulation, settings: Settings) -> None:
         run_local(source, start, end, settings)
 
 
-def prepare(settings: Settings) -> None:
+def prepare(settings: OrchestrationSettings) -> None:
     ensure_local_bronze(settings.landing_dir)
 
 
-def dbt(settings: Settings, *args: str, target_path: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+def dbt(settings: OrchestrationSettings, *args: str, target_path: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run the dbt CLI on the local target against ``settings.data_dir``; raise with its log on failure."""
     env = dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET="local")
     cmd = [str(DBT), *args, "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR), "--target", "local",
@@ -66,12 +65,12 @@ def dbt(settings: Settings, *args: str, target_path: Path | None = None, check: 
     return proc
 
 
-def target_dir(settings: Settings) -> Path:
+def target_dir(settings: OrchestrationSettings) -> Path:
     """Each test's dbt artifacts (run_results.json, compiled SQL) stay in its own data folder."""
     return settings.data_dir / "dbt-target"
 
 
-def run_results(settings: Settings) -> dict[str, str]:
+def run_results(settings: OrchestrationSettings) -> dict[str, str]:
     """Node name -> status of the last dbt command run by :func:`dbt` for these settings."""
     import json
 

@@ -20,7 +20,7 @@ from prefect.utilities.templating import apply_values
 
 from deployments.gcp import setup
 from deployments.streaming import config as streaming
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 from tests.deployments.test_prefect_yaml import PRODUCTION, deployments
 
 PROJECT = setup.Target.example().project
@@ -328,8 +328,8 @@ def test_every_production_deployment_gets_every_setting_it_templates(name: str, 
         monkeypatch.setenv(key, value)
     job_env = apply_values(deployments()[name], dict(os.environ), remove_notset=False)["work_pool"]["job_variables"]["env"]
     # every Dataflow setting without a default (the launch needs each one), and where the job reads from
-    from ingestion.settings import Settings
-    needed = {f"GA_{name.upper()}" for name, f in Settings.model_fields.items()
+    from common.settings import OrchestrationSettings
+    needed = {f"GA_{name.upper()}" for name, f in OrchestrationSettings.model_fields.items()
               if name.startswith("dataflow_") and f.default is None} | {"GA_GCP_PROJECT", "GA_EXPORTS_URL"}
     assert "GA_DATAFLOW_SDK_IMAGE" in needed
     missing = {k for k in needed if not job_env.get(k) or "{{" in job_env[k]}

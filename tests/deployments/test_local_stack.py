@@ -20,7 +20,7 @@ from blocks.freshness import STALE
 from deployments.local.report import MARTS, mart_mismatches
 from deployments.local.services import free_port, prefect_server
 from deployments.local.stack import apply_automations, deploy_local, ensure_work_pool, register_alerts, worker, worker_env
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, OrchestrationSettings
 from tests.conftest import land_simulation
 from deployments.local.stack import AlertPrinter as Receiver
 from tests.flows.test_pipeline_flow import bad_bronze_event
@@ -60,7 +60,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
                 deploying = threading.Thread(target=deploy)
                 deploying.start()
-                env = worker_env(api_url, Settings(data_dir=data), block,
+                env = worker_env(api_url, OrchestrationSettings(data_dir=data), block,
                                  extra={"PREFECT_WORKER_QUERY_SECONDS": "2", "PREFECT_UI_URL": ui,
                                         # the failing run retries once (resuming dbt) without the production pause
                                         "GA_FLOW_RETRY_DELAY_S": "1"})
@@ -104,13 +104,13 @@ def test_hourly_local_builds_the_truth_and_a_failure_is_reported_by_the_automati
 
     done = run_deployment(local_stack["api_url"], "game-analytics-pipeline/hourly-local")
     assert done.returncode == 0 and "Completed" in done.stdout, done.stdout[-3000:] + done.stderr[-3000:]
-    tiny_sim.write_truth(Settings(data_dir=data).truth_dir)
+    tiny_sim.write_truth(OrchestrationSettings(data_dir=data).truth_dir)
     for mart in MARTS:
-        rows, _, diffs = mart_mismatches(Settings(data_dir=data), mart)
+        rows, _, diffs = mart_mismatches(OrchestrationSettings(data_dir=data), mart)
         assert rows and diffs == [], (mart, diffs[:10])
     assert not [b for b in receiver.alerts if "[automation]" in b.get("subject", "")]
 
-    bad_bronze_event(Settings(data_dir=data).landing_dir)
+    bad_bronze_event(OrchestrationSettings(data_dir=data).landing_dir)
     failed = run_deployment(local_stack["api_url"], "game-analytics-pipeline/hourly-local")
     assert "Failed" in failed.stdout, failed.stdout[-3000:] + failed.stderr[-3000:]
     ended = time.monotonic()

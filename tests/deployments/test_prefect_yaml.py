@@ -14,7 +14,7 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import validate
 from prefect.workers.process import ProcessWorker
 
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 GKE_TEMPLATE = REPO_ROOT / "deployments" / "gke" / "base-job-template.json"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, OrchestrationSettings
 from simulator import SimulationConfig, simulate
 from tests.conftest import requires_pubsub_emulator
 from tests.dbt import warehouse
@@ -47,7 +47,7 @@ def assert_marts_equal_the_ground_truth(data_dir: Path, args: dict = ARGS) -> No
     for mart in warehouse.MARTS:
         want = warehouse.truth_rows(sim, mart)
         assert want, f"the ground truth has no {mart} rows"
-        got = warehouse.mart_rows(Settings(data_dir=data_dir).warehouse_path, mart)
+        got = warehouse.mart_rows(OrchestrationSettings(data_dir=data_dir).warehouse_path, mart)
         assert warehouse.differences(got, want) == [], mart
 
 

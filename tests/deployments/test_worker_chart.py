@@ -28,7 +28,7 @@ from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfi
 
 from deployments.gcp import setup
 from tests.deployments.test_prefect_yaml import GKE_TEMPLATE
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 GKE = REPO_ROOT / "deployments" / "gke"
 CHART = GKE / "prefect-worker-chart"

@@ -21,7 +21,7 @@ from prefect import flow, task
 
 from flows.batch import ingest_source
 from flows.pipeline import game_analytics_pipeline
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 
 STATE_ENV = "GA_TEST_DATAFLOW_STATE"
 
@@ -83,7 +83,7 @@ if os.environ.get(STATE_ENV):
 
 @task
 def load_players(target: str) -> None:
-    ingest_source("players", date(2026, 1, 1), date(2026, 1, 31), Settings(target=target), timeout_s=3600)
+    ingest_source("players", date(2026, 1, 1), date(2026, 1, 31), OrchestrationSettings(target=target), timeout_s=3600)
 
 
 @flow(name="dataflow-watch", on_cancellation=game_analytics_pipeline.on_cancellation_hooks,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from flows.backfill import game_analytics_backfill
 from deployments.local.report import read_mart
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from tests.conftest import land_simulation
 
 
@@ -32,6 +32,6 @@ def test_a_backfill_runs_each_window_and_shows_its_progress(data_dir: Path, tiny
     assert sorted(r.name for r in runs) == [f"backfill-{s}-{e}" for s, e in state.result()]
     assert all(r.state.is_completed() for r in runs)
     assert any(a.data == 100.0 for a in artifacts)
-    dau = {(str(r["activity_date"]), r["game_id"]): r["dau"] for r in read_mart(Settings(), "mart_daily_kpis")}
+    dau = {(str(r["activity_date"]), r["game_id"]): r["dau"] for r in read_mart(OrchestrationSettings(), "mart_daily_kpis")}
     truth = {(str(r["activity_date"]), r["game_id"]): r["dau"] for r in tiny_sim.truth.daily_kpis}
     assert dau == truth

@@ -12,7 +12,7 @@ from google.auth.transport.requests import AuthorizedSession
 from google.cloud import bigquery
 
 from flows.dbt import cancel_bigquery_jobs
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 
 PROJECT = "studio-analytics"
 RUN = "0b6f3c1e-5d2a-4c51-9a57-2f0e7e0c9d11"
@@ -81,7 +81,7 @@ def jobs() -> list[dict]:
 
 def test_the_runs_jobs_are_cancelled_and_awaited() -> None:
     fake = FakeBigQuery(jobs(), polls_until_done=2)
-    cancelled = cancel_bigquery_jobs(Settings(target="bigquery", gcp_project=PROJECT), RUN, client=client_over(fake), poll_s=0)
+    cancelled = cancel_bigquery_jobs(OrchestrationSettings(target="bigquery", gcp_project=PROJECT), RUN, client=client_over(fake), poll_s=0)
     assert cancelled == ["merge_of_this_run", "queued_of_this_run"]
     posts = [(path, {"location": q["location"]}) for method, path, q in fake.requests if method == "POST"]
     assert posts == [(f"/bigquery/v2/projects/{PROJECT}/jobs/merge_of_this_run/cancel", {"location": "EU"}),
@@ -94,6 +94,6 @@ def test_the_runs_jobs_are_cancelled_and_awaited() -> None:
 
 def test_before_a_build_every_orphan_of_any_flow_run_is_cancelled() -> None:
     fake = FakeBigQuery(jobs())
-    cancelled = cancel_bigquery_jobs(Settings(target="bigquery", gcp_project=PROJECT), None, client=client_over(fake), poll_s=0)
+    cancelled = cancel_bigquery_jobs(OrchestrationSettings(target="bigquery", gcp_project=PROJECT), None, client=client_over(fake), poll_s=0)
     assert cancelled == ["merge_of_this_run", "of_another_run", "queued_of_this_run"]
     assert fake.jobs["by_hand"]["status"]["state"] == "RUNNING" and fake.jobs["not_dbt"]["status"]["state"] == "RUNNING"

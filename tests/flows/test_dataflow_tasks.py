@@ -248,7 +248,7 @@ def served(prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
     from prefect.client.orchestration import get_client
 
     from deployments.local.services import stop
-    from ingestion.settings import REPO_ROOT
+    from common.settings import REPO_ROOT
 
     tmp_path = tmp_path_factory.mktemp("served")
     state = tmp_path / "dataflow.json"

@@ -14,7 +14,7 @@ import time
 
 from flows.dbt import INTERRUPTED, DbtSession, LogLine, dbt_args, dbt_session, invoke, stop_gracefully
 from ingestion.bronze import ensure_local_bronze
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 
 # a query DuckDB needs far longer than the timeout for
 ENDLESS = "select count(*) from range(1000000000000) as a(x) where x % 7 = 3"
@@ -25,7 +25,7 @@ def show_inline(sql: str, target_path: Path) -> list[str]:
 
 
 def test_commands_share_one_process_and_report_like_the_cli(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path)
+    settings = OrchestrationSettings(data_dir=tmp_path)
     lines: list[LogLine] = []
     with dbt_session(settings) as session:
         assert invoke(show_inline("select 41 + 1 as answer", tmp_path / "t"), settings, lines.append) == 0
@@ -44,7 +44,7 @@ def test_commands_share_one_process_and_report_like_the_cli(tmp_path: Path) -> N
 
 def test_the_log_is_the_console_log_at_level_info_with_secrets_scrubbed(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DBT_ENV_SECRET_TOKEN", "s3cr3t-value")
-    settings = Settings(data_dir=tmp_path)
+    settings = OrchestrationSettings(data_dir=tmp_path)
     ensure_local_bronze(settings.landing_dir)  # the bronze views the run's start hook creates
     lines: list[LogLine] = []
     with dbt_session(settings):
@@ -62,7 +62,7 @@ def test_the_log_is_the_console_log_at_level_info_with_secrets_scrubbed(tmp_path
 def test_a_timeout_interrupts_dbt_which_cancels_its_query_and_ends_within_the_grace_period(tmp_path: Path) -> None:
     """Killed outright, dbt could not cancel its warehouse queries (BigQuery jobs run on)."""
     lines: list[LogLine] = []
-    with DbtSession(Settings(data_dir=tmp_path), grace_s=25) as session:
+    with DbtSession(OrchestrationSettings(data_dir=tmp_path), grace_s=25) as session:
         assert session.run(show_inline("select 1 as one", tmp_path / "t"), lambda line: None) == 0
         first = session._proc
         started = time.monotonic()
@@ -89,7 +89,7 @@ def test_a_reader_that_fails_mid_command_leaves_no_output_for_the_next_command(t
     def fail_on_first_line(line: LogLine) -> None:
         raise RuntimeError("the log could not be shipped")
 
-    with DbtSession(Settings(data_dir=tmp_path)) as session:
+    with DbtSession(OrchestrationSettings(data_dir=tmp_path)) as session:
         with pytest.raises(RuntimeError, match="could not be shipped"):
             session.run(show_inline("select 1 as first_command", tmp_path / "t"), fail_on_first_line)
         lines: list[LogLine] = []
@@ -110,9 +110,9 @@ def test_the_dbt_process_ends_when_the_flow_process_dies(tmp_path: Path) -> None
 import sys
 from pathlib import Path
 from flows.dbt import DbtSession
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from tests.flows.test_dbt_session import ENDLESS, show_inline
-session = DbtSession(Settings(data_dir=Path({str(tmp_path)!r}))).start()
+session = DbtSession(OrchestrationSettings(data_dir=Path({str(tmp_path)!r}))).start()
 print(session._proc.pid, flush=True)
 session.run(show_inline(ENDLESS, Path({str(tmp_path / 't')!r})), lambda line: None)
 """], stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
@@ -148,7 +148,7 @@ def test_commands_alike_share_one_parse_and_an_edited_project_is_parsed_again(tm
                 "--target-path", str(tmp_path / "t"), "--select", model, "--resource-type", "model",
                 *(["--vars", json.dumps(dbt_vars)] if dbt_vars else [])]
 
-    with DbtSession(Settings(data_dir=tmp_path)) as session:
+    with DbtSession(OrchestrationSettings(data_dir=tmp_path)) as session:
         def command(args: list[str], expected_code: int = 0) -> tuple[int, str]:
             """How many times dbt parsed the project for the command (each dbt invocation starts
             with "Running with dbt="; a parse is one more), and its log."""
@@ -175,7 +175,7 @@ def test_commands_alike_share_one_parse_and_an_edited_project_is_parsed_again(tm
 
 
 def test_a_prepared_command_starts_without_parsing_and_reports_the_preparation(tmp_path: Path) -> None:
-    with DbtSession(Settings(data_dir=tmp_path)) as session:
+    with DbtSession(OrchestrationSettings(data_dir=tmp_path)) as session:
         session.prepare(dbt_args("parse", target="local", target_path=tmp_path / "t")).join()
         prepared = [line.message for line in session._prepared_log]
         assert sum(m.startswith("Running with dbt=") for m in prepared) == 1  # it parsed

@@ -141,9 +141,9 @@ def test_old_dbt_run_folders_are_pruned_and_recent_ones_and_the_parse_state_kept
     import time
 
     from flows.pipeline import prune_dbt_runs
-    from ingestion.settings import Settings
+    from common.settings import OrchestrationSettings
 
-    settings = Settings(data_dir=tmp_path, dbt_runs_keep_days=14)
+    settings = OrchestrationSettings(data_dir=tmp_path, dbt_runs_keep_days=14)
     runs = tmp_path / "dbt-runs"
     now = time.time()
     for name, age_days in (("old-run", 20), ("recent-run", 2), ("parse-cache", 400)):
@@ -151,7 +151,7 @@ def test_old_dbt_run_folders_are_pruned_and_recent_ones_and_the_parse_state_kept
         os.utime(runs / name, (now - age_days * 86400, now - age_days * 86400))
     assert prune_dbt_runs(settings, now=now) == [runs / "old-run"]
     assert sorted(p.name for p in runs.iterdir()) == ["parse-cache", "recent-run"]
-    assert prune_dbt_runs(Settings(data_dir=tmp_path / "nothing-yet")) == []
+    assert prune_dbt_runs(OrchestrationSettings(data_dir=tmp_path / "nothing-yet")) == []
 
 
 def test_every_attempt_of_the_pipeline_runs_inside_the_warehouse_lease(monkeypatch) -> None:

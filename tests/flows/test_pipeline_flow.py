@@ -16,7 +16,7 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 from deployments.local.stack import AlertPrinter as Receiver
 from flows.pipeline import PipelineParameters, game_analytics_pipeline, resumable
 from ingestion.landing import write_table
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from ingestion.sinks import GAME_EVENTS_SCHEMA
 from tests.conftest import land_simulation
 
@@ -55,7 +55,7 @@ def test_a_failing_dbt_test_fails_the_flow_skips_downstream_and_notifies_with_it
         data_dir: Path, tiny_sim, receiver) -> None:
     r, block = receiver
     land_simulation(tiny_sim, data_dir)
-    bad_bronze_event(Settings().landing_dir)
+    bad_bronze_event(OrchestrationSettings().landing_dir)
     state = game_analytics_pipeline.with_options(retries=0)(notify_block=block, freshness=False, return_state=True)
     assert state.is_failed()
     results = json.loads(next((data_dir / "dbt-runs").glob("*/build/run_results.json")).read_text())["results"]
@@ -107,7 +107,7 @@ def test_a_transient_failure_is_retried_inside_the_run_and_a_failing_data_test_i
     monkeypatch.setenv("GA_FLOW_RETRIES", "1")
     monkeypatch.setenv("GA_FLOW_RETRY_DELAY_S", "1")
     land_simulation(tiny_sim, data_dir)
-    warehouse = Settings().warehouse_path
+    warehouse = OrchestrationSettings().warehouse_path
     holder = subprocess.Popen([sys.executable, "-c", f"import duckdb, sys; c = duckdb.connect({str(warehouse)!r}); "
                                "print('locked', flush=True); sys.stdin.read()"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -138,7 +138,7 @@ def test_a_transient_failure_is_retried_inside_the_run_and_a_failing_data_test_i
         assert sorted(r.state.name for r in builds) == ["Completed", "Failed"]
     assert_dbt_node_events_arrived(str(run_id))
 
-    bad_bronze_event(Settings().landing_dir)
+    bad_bronze_event(OrchestrationSettings().landing_dir)
     state = game_analytics_pipeline.with_options(retries=0)(freshness=False, return_state=True)
     assert state.is_failed() and "event_name" in state.message
     with get_client(sync_client=True) as client:

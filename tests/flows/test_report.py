@@ -14,7 +14,7 @@ import pytest
 from deployments.local.report import read_mart
 from flows.pipeline import game_analytics_pipeline
 from flows.report import CHARTS, KpiData, headline_markdown, render_html
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from tests.conftest import land_simulation
 
 CHROMIUM = "/usr/bin/chromium"
@@ -42,7 +42,7 @@ def published(tmp_path_factory: pytest.TempPathFactory, tiny_sim, prefect_api: s
         with get_client(sync_client=True) as client:
             artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
                 flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
-        gold = {m: read_mart(Settings(data_dir=data_dir), m) for m in ("mart_daily_kpis", "mart_retention", "mart_level_funnel")}
+        gold = {m: read_mart(OrchestrationSettings(data_dir=data_dir), m) for m in ("mart_daily_kpis", "mart_retention", "mart_level_funnel")}
     return {"data_dir": data_dir, "artifacts": {a.key: a for a in artifacts}, "gold": gold,
             "run_id": str(state.state_details.flow_run_id)}
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from prefect.client.orchestration import get_client
 
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 
 def start_holder(prefect_api: str, record: Path, go: Path, hold_s: float, fail_first: bool = False) -> subprocess.Popen:

@@ -19,7 +19,7 @@ import pytest
 from ingestion import landing
 from ingestion.bronze import compact_local_bronze
 from ingestion.landing import compact
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, OrchestrationSettings
 from ingestion.sinks import GAME_EVENTS_SCHEMA
 from tests.conftest import land_simulation
 
@@ -58,7 +58,7 @@ def glob_ids(events: Path) -> tuple[int, int]:
 
 def test_compaction_keeps_every_row_and_merges_the_files(tmp_path: Path, tiny_sim) -> None:
     land_simulation(tiny_sim, tmp_path)
-    events = Settings(data_dir=tmp_path).landing_dir / "game_events"
+    events = OrchestrationSettings(data_dir=tmp_path).landing_dir / "game_events"
     before, files_before = rows(events), len(list(events.rglob("*.parquet")))
     result = compact(events, GAME_EVENTS_SCHEMA, min_files=2, grace_s=0)
     after = list(events.rglob("*.parquet"))
@@ -250,7 +250,7 @@ def test_the_warehouse_bronze_views_read_the_snapshot(tmp_path: Path, tiny_sim) 
     from tests.dbt.warehouse import dbt, prepare
 
     land_simulation(tiny_sim, tmp_path)
-    settings = Settings(data_dir=tmp_path)
+    settings = OrchestrationSettings(data_dir=tmp_path)
     events = settings.landing_dir / "game_events"
     distinct = "count(distinct event_id || message_id)"
     glob = f"select count(*), {distinct} from read_parquet('{events}/**/*.parquet')"

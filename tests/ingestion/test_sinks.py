@@ -21,7 +21,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
 from ingestion.events import parse_message
-from ingestion.settings import Settings
+from ingestion.streaming.settings import FunctionSettings, MissingSetting
 from ingestion.sinks import (
     MAX_REJECTED_PAYLOAD_BYTES,
     GAME_EVENTS_REJECTED_SCHEMA,
@@ -188,10 +188,22 @@ def test_local_sink_readable_while_threads_write(tmp_path: Path) -> None:
 
 
 def test_sink_from_settings(tmp_path: Path) -> None:
-    sink = sink_from_settings(Settings(data_dir=tmp_path, sink="local"))
+    sink = sink_from_settings(FunctionSettings(landing_dir=tmp_path / "landing", sink="local"))
     assert isinstance(sink, LocalSink) and sink.landing_dir == tmp_path / "landing"
-    with pytest.raises(ValueError, match="gcp_project"):
-        sink_from_settings(Settings(data_dir=tmp_path, sink="bigquery"))
+
+
+@pytest.mark.parametrize(("sink", "present", "variable"), [
+    ("local", {}, "GA_LANDING_DIR"),
+    ("bigquery", {"bronze_dataset": "ds"}, "GA_GCP_PROJECT"),
+    ("bigquery", {"gcp_project": "p"}, "GA_BRONZE_DATASET"),
+])
+def test_a_sink_without_its_destination_names_the_variable(
+    sink: str, present: dict[str, str], variable: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("GA_LANDING_DIR", "GA_GCP_PROJECT", "GA_BRONZE_DATASET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(MissingSetting, match=f"^{variable}: required when GA_SINK={sink}"):
+        sink_from_settings(FunctionSettings(sink=sink, **present))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,8 +35,9 @@ from ingestion.batch.launch import check_export_files, run_local
 from ingestion.batch.main import main as batch_main
 from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE, rejected_file
 from ingestion.batch.sources import BATCH_SOURCES, SourceFile
-from ingestion.settings import Settings
-from simulator import Simulation, simulate
+from common.settings import OrchestrationSettings
+from ingestion.streaming.settings import FunctionSettings
+from simulator import Simulation, SimulationConfig, simulate
 from ingestion.sinks import BigQuerySink, sink_from_settings
 from ingestion.streaming.handler import handle_message
 from tests.conftest import SMALL
@@ -78,7 +79,7 @@ def stream(messages: Sequence[Any]) -> tuple[int, int]:
     """Each message through the function's handler with the sink the settings choose
     (GA_SINK=bigquery), delivered at its publish time; returns the rows the handler stored
     (valid events, rejections)."""
-    sink = sink_from_settings(Settings())
+    sink = sink_from_settings(FunctionSettings())
     assert isinstance(sink, BigQuerySink) and sink.dataset == BRONZE
     valid = rejected = 0
     for message in messages:
@@ -94,7 +95,7 @@ def landed(paths: Sequence[Path], schema: pa.Schema) -> list[dict[str, Any]]:
     return [row for table in tables for row in table.to_pylist()]
 
 
-def load_batch_bronze(client: bigquery.Client, settings: Settings, source_name: str, files: Sequence[SourceFile]) -> None:
+def load_batch_bronze(client: bigquery.Client, settings: OrchestrationSettings, source_name: str, files: Sequence[SourceFile]) -> None:
     """What the local Beam load of ``files`` produced (its bronze files, and its rejected rows),
     written into the emulator's bronze as the BigQuery sink writes it."""
     source = BATCH_SOURCES[source_name]
@@ -106,7 +107,7 @@ def load_batch_bronze(client: bigquery.Client, settings: Settings, source_name: 
         write_as_the_sink(client, f"{PROJECT}.{BRONZE}.{destination.table}", destination, rows)
 
 
-def dbt_on_emulator(settings: Settings, emulators: Emulators, *args: str) -> dict[str, str]:
+def dbt_on_emulator(settings: OrchestrationSettings, emulators: Emulators, *args: str) -> dict[str, str]:
     """dbt on the bigquery adapter (profile output bigquery_emulator) against the emulator; raises
     with its log on failure; returns node -> status."""
     env = dict(os.environ, BIGQUERY_EMULATOR_HOST=emulators.bigquery_host, GA_GCP_PROJECT=PROJECT,
@@ -147,9 +148,9 @@ def rehearsal(emulators: Emulators, tmp_path_factory: pytest.TempPathFactory):
         no_google_credentials(monkeypatch)
         data_dir = tmp_path_factory.mktemp("rehearsal")
         for name, setting in (("GA_DATA_DIR", str(data_dir)), ("GA_SINK", "bigquery"), ("GA_GCP_PROJECT", PROJECT),
-                              ("GA_BQ_DATASET_PREFIX", PREFIX)):
+                              ("GA_BQ_DATASET_PREFIX", PREFIX), ("GA_BRONZE_DATASET", BRONZE)):
             monkeypatch.setenv(name, setting)
-        settings = Settings()
+        settings = OrchestrationSettings()
         client = emulators.bigquery
 
         # the studio's exports: the extracts on disk, the daily FX files in the exports bucket

@@ -9,19 +9,19 @@ from typing import Any
 import duckdb
 import pytest
 
-from ingestion.settings import Settings
+from common.settings import BatchSettings
 
 WriteExport = Callable[[str, str], Path]
 ReadBronze = Callable[..., list[tuple[Any, ...]]]
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data")
+def settings(tmp_path: Path) -> BatchSettings:
+    return BatchSettings(data_dir=tmp_path / "data")
 
 
 @pytest.fixture
-def write_export(settings: Settings) -> WriteExport:
+def write_export(settings: BatchSettings) -> WriteExport:
     """Write an export file under ``exports_dir`` as the simulator does."""
 
     def write(relative: str, text: str) -> Path:
@@ -34,7 +34,7 @@ def write_export(settings: Settings) -> WriteExport:
 
 
 @pytest.fixture
-def read_bronze(settings: Settings) -> ReadBronze:
+def read_bronze(settings: BatchSettings) -> ReadBronze:
     """Every row of a landing-area table as DuckDB reads it (the warehouse's glob), sorted."""
 
     def read(table: str, exclude: tuple[str, ...] = ("_loaded_at",)) -> list[tuple[Any, ...]]:
@@ -50,7 +50,7 @@ def read_bronze(settings: Settings) -> ReadBronze:
 
 
 @pytest.fixture
-def landing_files(settings: Settings) -> Callable[[], list[str]]:
+def landing_files(settings: BatchSettings) -> Callable[[], list[str]]:
     """Every file under the landing area, relative to it."""
 
     def files() -> list[str]:
@@ -93,7 +93,7 @@ def db_schema(postgres_dsn: str, request: pytest.FixtureRequest) -> Iterator[str
 
 
 @pytest.fixture
-def db_settings(settings: Settings, postgres_dsn: str, db_schema: str) -> Settings:
+def db_settings(settings: BatchSettings, postgres_dsn: str, db_schema: str) -> BatchSettings:
     """``settings`` reading players and store_items from the test's schema of the operational database."""
     return settings.model_copy(update={"postgres_dsn": postgres_dsn, "postgres_schema": db_schema, "read_ranges": 3})
 

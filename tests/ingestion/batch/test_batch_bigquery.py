@@ -29,7 +29,7 @@ from ingestion.batch.load import build_load
 from ingestion.batch.options import load_spec
 from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import BATCH_SOURCES, FX_RATES, PLAYERS, SourceFile, daily_bronze_file
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 LOADED_AT = "2024-01-06T03:00:00Z"
 EXPORTS = "gs://studio-exports/daily"

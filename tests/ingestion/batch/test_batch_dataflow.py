@@ -37,7 +37,7 @@ from ingestion.batch.dataflow import (
 )
 from ingestion.batch.launch import DataflowLaunch, launch
 from ingestion.batch.sources import SourceFileMissing
-from ingestion.settings import Settings
+from common.settings import BatchSettings
 
 TEMPLATE = "gs://studio-dataflow/templates/batch-load.json"
 
@@ -80,8 +80,8 @@ class FakeDataflow:
 
 
 @pytest.fixture
-def production(tmp_path: Path) -> Settings:
-    return Settings(
+def production(tmp_path: Path) -> BatchSettings:
+    return BatchSettings(
         data_dir=tmp_path / "data",
         target="bigquery",
         gcp_project="studio-analytics",
@@ -98,7 +98,7 @@ def production(tmp_path: Path) -> Settings:
     )
 
 
-def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_id(production: Settings):
+def test_launch_on_dataflow_sends_the_flex_template_request_and_returns_the_job_id(production: BatchSettings):
     fake = FakeDataflow()
 
     result = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="9F1C-Run_01",
@@ -154,7 +154,7 @@ def test_job_names_are_one_per_run_source_and_window_and_valid():
     assert label_value("Run/ID 7" + "x" * 80) == "run-id-7" + "x" * 55
 
 
-def test_fx_rates_launch_reads_the_exports_bucket_and_checks_the_files_first(production: Settings, tmp_path: Path):
+def test_fx_rates_launch_reads_the_exports_bucket_and_checks_the_files_first(production: BatchSettings, tmp_path: Path):
     fake = FakeDataflow()
     exports = tmp_path / "bucket"
     settings = production.model_copy(update={"exports_url": str(exports)})
@@ -170,7 +170,7 @@ def test_fx_rates_launch_reads_the_exports_bucket_and_checks_the_files_first(pro
     assert not any(name.startswith("cloudsql") for name in request.launch_parameter.parameters)
 
 
-def test_launch_on_dataflow_names_missing_settings(production: Settings):
+def test_launch_on_dataflow_names_missing_settings(production: BatchSettings):
     fake = FakeDataflow()
     with pytest.raises(ValueError, match="GA_DATAFLOW_TEMPLATE_PATH"):
         launch("players", date(2024, 1, 1), date(2024, 1, 1),
@@ -183,7 +183,7 @@ def test_launch_on_dataflow_names_missing_settings(production: Settings):
     assert fake.requests == []
 
 
-def test_launch_refuses_to_run_without_the_sdk_image(production: Settings):
+def test_launch_refuses_to_run_without_the_sdk_image(production: BatchSettings):
     """Without the image, Dataflow's workers would run Beam's stock image, which has neither the
     pipeline's package nor its libraries: every load would fail on the workers."""
     fake = FakeDataflow()
@@ -194,7 +194,7 @@ def test_launch_refuses_to_run_without_the_sdk_image(production: Settings):
     assert fake.requests == []  # nothing launched, nothing looked up
 
 
-def test_a_retried_launch_whose_first_response_was_lost_finds_the_first_job(production: Settings):
+def test_a_retried_launch_whose_first_response_was_lost_finds_the_first_job(production: BatchSettings):
     fake = FakeDataflow(lost_responses=1)
     window = ("players", date(2024, 1, 1), date(2024, 1, 5))
     with pytest.raises(DeadlineExceeded):  # the job was created; the response never arrived
@@ -206,7 +206,7 @@ def test_a_retried_launch_whose_first_response_was_lost_finds_the_first_job(prod
     assert sum(isinstance(r, LaunchFlexTemplateRequest) for r in fake.requests) == 1
 
 
-def test_a_launch_refused_as_already_existing_adopts_the_active_job(production: Settings):
+def test_a_launch_refused_as_already_existing_adopts_the_active_job(production: BatchSettings):
     """The service refuses a second active job of the same name with ALREADY_EXISTS (409): when the
     lookup before the launch missed the job (listed a moment late), the launch adopts it."""
 
@@ -227,7 +227,7 @@ def test_a_launch_refused_as_already_existing_adopts_the_active_job(production: 
     ]
 
 
-def test_a_retry_after_its_job_was_told_to_stop_launches_a_new_job_under_a_free_name(production: Settings):
+def test_a_retry_after_its_job_was_told_to_stop_launches_a_new_job_under_a_free_name(production: BatchSettings):
     """The watcher cancels its job when it gives up (a poll that failed, then a task retry): that
     job is still active while it cancels, and holds its name, so the retry neither adopts it nor
     collides with it."""
@@ -245,7 +245,7 @@ def test_a_retry_after_its_job_was_told_to_stop_launches_a_new_job_under_a_free_
     assert [job.name for job in fake.jobs] == [base, f"{base}-2", f"{base}-3"]
 
 
-def test_a_run_whose_job_ended_launches_again(production: Settings):
+def test_a_run_whose_job_ended_launches_again(production: BatchSettings):
     fake = FakeDataflow(state=JobState.JOB_STATE_FAILED)
     first = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="run-7", templates=fake, jobs=fake)
     second = launch("players", date(2024, 1, 1), date(2024, 1, 5), production, run_id="run-7", templates=fake,
@@ -253,7 +253,7 @@ def test_a_run_whose_job_ended_launches_again(production: Settings):
     assert first.job_id != second.job_id and len(fake.jobs) == 2
 
 
-def test_cancelling_a_runs_jobs_finds_them_by_name_in_job_summaries(production: Settings):
+def test_cancelling_a_runs_jobs_finds_them_by_name_in_job_summaries(production: BatchSettings):
     """``list_jobs`` returns summaries without labels; the run's jobs are found by their names."""
     run = "0B8EFF38-5c4e-4d0a-9a57-3f1f6c2b9e10"
     fake = FakeDataflow()
@@ -295,7 +295,7 @@ class FakeMetrics:
         return self.metrics
 
 
-def test_a_finished_jobs_row_counts_are_its_committed_ga_batch_counters(production: Settings):
+def test_a_finished_jobs_row_counts_are_its_committed_ga_batch_counters(production: BatchSettings):
     metrics = JobMetrics(metrics=[
         counter("rows_read", 1000, "s1"), counter("rows_read", 1003, "s1", tentative=True),  # a retried bundle
         counter("rows_loaded", 600, "s3"), counter("rows_loaded", 370, "s4"),  # summed over steps
@@ -315,7 +315,7 @@ def test_a_finished_jobs_row_counts_are_its_committed_ga_batch_counters(producti
     assert (request.project_id, request.location, request.job_id) == ("studio-analytics", "europe-west1", "job-9")
 
 
-def test_counters_never_incremented_are_zero_but_no_metrics_at_all_is_an_error(production: Settings):
+def test_counters_never_incremented_are_zero_but_no_metrics_at_all_is_an_error(production: BatchSettings):
     system_only = JobMetrics(metrics=[counter("ElementCount", 0, "s1", origin="dataflow/v1b3")])
     assert job_counts("job-1", production, client=FakeMetrics(system_only)) == JobCounts(0, 0, 0, {})
     with pytest.raises(RuntimeError, match="job-2 reported no metrics"):
@@ -338,7 +338,7 @@ def test_get_job_state_and_cancel_send_the_real_requests():
     assert jobs.get_outcome("job-1") == Outcome.RUNNING  # cleaning up is not an end
 
 
-def test_module_functions_take_the_settings_project_and_region(production: Settings):
+def test_module_functions_take_the_settings_project_and_region(production: BatchSettings):
     from ingestion.batch import dataflow
 
     fake = FakeDataflow(state=JobState.JOB_STATE_DONE)

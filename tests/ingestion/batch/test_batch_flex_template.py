@@ -14,7 +14,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from ingestion.batch import main as entry_point
 from ingestion.batch.launch import flex_parameters
 from ingestion.batch.options import REQUIRED_OPTIONS, BatchLoadOptions, load_spec
-from ingestion.settings import REPO_ROOT, Settings
+from common.settings import REPO_ROOT, BatchSettings
 
 DATAFLOW = REPO_ROOT / "deployments" / "dataflow"
 LOADED_AT = "2024-01-06T03:00:00Z"
@@ -48,10 +48,10 @@ def test_launch_parameters_are_template_parameters_and_pass_their_regexes():
     metadata = json.loads((DATAFLOW / "metadata.json").read_text())
     regexes = {p["name"]: p.get("regexes", []) for p in metadata["parameters"]}
     for source, settings in (
-        ("players", Settings(gcp_project="studio-analytics", target="bigquery", cloudsql_database="studio",
+        ("players", BatchSettings(gcp_project="studio-analytics", target="bigquery", cloudsql_database="studio",
                              cloudsql_instance="studio-analytics:europe-west1:studio-db",
                              dataflow_service_account="ga-dataflow@studio-analytics.iam.gserviceaccount.com")),
-        ("fx_rates", Settings(gcp_project="studio-analytics", target="bigquery",
+        ("fx_rates", BatchSettings(gcp_project="studio-analytics", target="bigquery",
                               exports_url="gs://studio-exports/daily")),
     ):
         for name, value in flex_parameters(source, date(2015, 1, 1), date(2024, 1, 5), settings).items():
@@ -73,7 +73,7 @@ def test_dockerfile_entry_point_is_the_pipeline():
     assert all(pin.replace("[gcp]", "") in repo_pins for pin in pinned if "==" in pin)
 
 
-def test_entry_point_runs_a_local_load(tmp_path: Path, write_export, settings: Settings, read_bronze):
+def test_entry_point_runs_a_local_load(tmp_path: Path, write_export, settings: BatchSettings, read_bronze):
     write_export("fx_rates/fx_rates_2024-01-05.csv", "date,currency,usd_per_unit\n2024-01-05,EUR,1.0943\n")
 
     entry_point.main(["--source", "fx_rates", "--start", "2024-01-05", "--end", "2024-01-05", "--sink", "local",
@@ -115,7 +115,7 @@ def test_no_password_or_dsn_in_the_launch_request_nor_the_beam_options():
     from ingestion.batch.dataflow import FlexLaunch, launch_request
 
     dsn = f"postgresql://ingest:{SECRET}@10.1.2.3:5432/studio?password={SECRET}"
-    settings = Settings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=dsn,
+    settings = BatchSettings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=dsn,
                         cloudsql_instance="studio-analytics:europe-west1:studio-db", cloudsql_database="studio",
                         dataflow_service_account="ga-dataflow@studio-analytics.iam.gserviceaccount.com")
     parameters = flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), settings)
@@ -139,7 +139,7 @@ def test_no_password_or_dsn_in_the_launch_request_nor_the_beam_options():
 
 
 def test_a_dataflow_load_never_sends_the_local_dsn():
-    settings = Settings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=f"host=h password={SECRET}")
+    settings = BatchSettings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=f"host=h password={SECRET}")
     with pytest.raises(ValueError, match="GA_CLOUDSQL_INSTANCE"):
         flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), settings)
     no_user = settings.model_copy(update={"cloudsql_instance": "p:r:i", "cloudsql_database": "studio"})

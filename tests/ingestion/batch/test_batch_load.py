@@ -13,7 +13,7 @@ import pytest
 
 from ingestion.batch.launch import SOURCES, LoadResult, run_local
 from ingestion.batch.sources import BATCH_SOURCES, SourceFileMissing
-from ingestion.settings import Settings
+from common.settings import BatchSettings
 
 DAY = date(2024, 1, 5)  # a Friday
 PLAYERS_HEADER = "player_id,game_id,created_at,country,acquisition_channel,is_test_account,updated_at\n"
@@ -36,7 +36,7 @@ def rejected(read_bronze, source: str) -> list[tuple[str, dict[str, str]]]:
 # exact bronze contents
 
 
-def test_players_snapshot_lands_row_for_row(settings: Settings, write_export, read_bronze, landing_files):
+def test_players_snapshot_lands_row_for_row(settings: BatchSettings, write_export, read_bronze, landing_files):
     path = write_export(
         "players.csv",
         PLAYERS_HEADER
@@ -64,7 +64,7 @@ def test_players_snapshot_lands_row_for_row(settings: Settings, write_export, re
     assert abs(loaded_at - datetime.now(timezone.utc)).total_seconds() < 60
 
 
-def test_store_items_keep_exact_decimal_prices(settings: Settings, write_export, read_bronze):
+def test_store_items_keep_exact_decimal_prices(settings: BatchSettings, write_export, read_bronze):
     path = write_export(
         "store_items.csv",
         STORE_ITEMS_HEADER
@@ -86,7 +86,7 @@ def test_store_items_keep_exact_decimal_prices(settings: Settings, write_export,
 
 
 def test_fx_rates_load_the_files_of_the_window_one_bronze_file_per_date(
-    settings: Settings, write_export, read_bronze, landing_files
+    settings: BatchSettings, write_export, read_bronze, landing_files
 ):
     write_export("fx_rates/fx_rates_2024-01-04.csv", FX_HEADER + "2024-01-04,EUR,1.09\n")  # before
     friday = write_export(
@@ -112,7 +112,7 @@ def test_fx_rates_load_the_files_of_the_window_one_bronze_file_per_date(
     assert schema.field("usd_per_unit").type == pa.decimal128(38, 9)
 
 
-def test_reloading_a_date_replaces_only_that_date(settings: Settings, write_export, read_bronze):
+def test_reloading_a_date_replaces_only_that_date(settings: BatchSettings, write_export, read_bronze):
     write_export("fx_rates/fx_rates_2024-01-05.csv", FX_HEADER + "2024-01-05,EUR,1.0943\n")
     write_export("fx_rates/fx_rates_2024-01-08.csv", FX_HEADER + "2024-01-08,EUR,1.0951\n")
     run_local("fx_rates", date(2024, 1, 5), date(2024, 1, 8), settings)
@@ -129,7 +129,7 @@ def test_reloading_a_date_replaces_only_that_date(settings: Settings, write_expo
     ]
 
 
-def test_a_rerun_leaves_bronze_as_one_run_does(settings: Settings, write_export, read_bronze, landing_files):
+def test_a_rerun_leaves_bronze_as_one_run_does(settings: BatchSettings, write_export, read_bronze, landing_files):
     write_export(
         "players.csv",
         PLAYERS_HEADER
@@ -154,7 +154,7 @@ def test_sources_are_the_three_exports():
 # bad input: rejected with a reason, never dropped
 
 
-def test_null_key_is_rejected(settings: Settings, write_export, read_bronze):
+def test_null_key_is_rejected(settings: BatchSettings, write_export, read_bronze):
     write_export(
         "players.csv",
         PLAYERS_HEADER
@@ -171,7 +171,7 @@ def test_null_key_is_rejected(settings: Settings, write_export, read_bronze):
     assert raw["player_id"] == "" and raw["country"] == "DE"
 
 
-def test_wrong_type_is_rejected(settings: Settings, write_export, read_bronze):
+def test_wrong_type_is_rejected(settings: BatchSettings, write_export, read_bronze):
     write_export(
         "store_items.csv",
         STORE_ITEMS_HEADER
@@ -187,7 +187,7 @@ def test_wrong_type_is_rejected(settings: Settings, write_export, read_bronze):
     ]
 
 
-def test_unknown_currency_is_rejected(settings: Settings, write_export, read_bronze):
+def test_unknown_currency_is_rejected(settings: BatchSettings, write_export, read_bronze):
     write_export(
         "fx_rates/fx_rates_2024-01-05.csv",
         FX_HEADER + "2024-01-05,EUR,1.09\n2024-01-05,XYZ,2.5\n2024-01-05,gbp,1.27\n",
@@ -203,7 +203,7 @@ def test_unknown_currency_is_rejected(settings: Settings, write_export, read_bro
     ]
 
 
-def test_negative_or_zero_fx_rate_is_rejected(settings: Settings, write_export, read_bronze):
+def test_negative_or_zero_fx_rate_is_rejected(settings: BatchSettings, write_export, read_bronze):
     write_export(
         "fx_rates/fx_rates_2024-01-05.csv",
         FX_HEADER + "2024-01-05,EUR,-1.09\n2024-01-05,GBP,0\n2024-01-05,JPY,0.0067\n",
@@ -219,7 +219,7 @@ def test_negative_or_zero_fx_rate_is_rejected(settings: Settings, write_export, 
     ]
 
 
-def test_duplicated_key_rejects_every_copy(settings: Settings, write_export, read_bronze):
+def test_duplicated_key_rejects_every_copy(settings: BatchSettings, write_export, read_bronze):
     write_export(
         "fx_rates/fx_rates_2024-01-05.csv",
         FX_HEADER + "2024-01-05,EUR,1.09\n2024-01-05,GBP,1.27\n2024-01-05,EUR,1.10\n",
@@ -238,7 +238,7 @@ def test_duplicated_key_rejects_every_copy(settings: Settings, write_export, rea
 
 
 def test_duplicated_player_of_a_game_rejects_every_copy_and_the_same_id_in_another_game_loads(
-    settings: Settings, write_export, read_bronze
+    settings: BatchSettings, write_export, read_bronze
 ):
     write_export(
         "players.csv",
@@ -257,14 +257,14 @@ def test_duplicated_player_of_a_game_rejects_every_copy_and_the_same_id_in_anoth
     ] * 2
 
 
-def test_missing_snapshot_file_is_a_clear_error_and_writes_nothing(settings: Settings, landing_files):
+def test_missing_snapshot_file_is_a_clear_error_and_writes_nothing(settings: BatchSettings, landing_files):
     expected = settings.exports_dir / "players.csv"
     with pytest.raises(SourceFileMissing, match=re.escape(f"export file not found: {expected}")):
         run_local("players", DAY, DAY, settings)
     assert landing_files() == []
 
 
-def test_missing_fx_rates_folder_is_a_clear_error_and_writes_nothing(settings: Settings, landing_files):
+def test_missing_fx_rates_folder_is_a_clear_error_and_writes_nothing(settings: BatchSettings, landing_files):
     settings.exports_dir.mkdir(parents=True)
     expected = settings.exports_dir / "fx_rates"
 
@@ -273,7 +273,7 @@ def test_missing_fx_rates_folder_is_a_clear_error_and_writes_nothing(settings: S
     assert landing_files() == []
 
 
-def test_a_window_without_fx_files_loads_nothing(settings: Settings, write_export, landing_files):
+def test_a_window_without_fx_files_loads_nothing(settings: BatchSettings, write_export, landing_files):
     write_export("fx_rates/fx_rates_2024-01-05.csv", FX_HEADER + "2024-01-05,EUR,1.09\n")
 
     result = run_local("fx_rates", date(2024, 1, 6), date(2024, 1, 7), settings)  # a weekend
@@ -283,7 +283,7 @@ def test_a_window_without_fx_files_loads_nothing(settings: Settings, write_expor
 
 
 def test_a_wide_window_loads_every_fx_export_and_ignores_other_files(
-    settings: Settings, write_export, read_bronze
+    settings: BatchSettings, write_export, read_bronze
 ):
     write_export("fx_rates/fx_rates_2024-01-05.csv", FX_HEADER + "2024-01-05,EUR,1.09\n")
     write_export("fx_rates/fx_rates_2024-01-08.csv", FX_HEADER + "2024-01-08,EUR,1.10\n")
@@ -296,13 +296,13 @@ def test_a_wide_window_loads_every_fx_export_and_ignores_other_files(
     assert [row[:2] for row in read_bronze("fx_rates")] == [(date(2024, 1, 5), "EUR"), (date(2024, 1, 8), "EUR")]
 
 
-def test_window_start_after_end_is_a_clear_error(settings: Settings, write_export):
+def test_window_start_after_end_is_a_clear_error(settings: BatchSettings, write_export):
     write_export("fx_rates/fx_rates_2024-01-05.csv", FX_HEADER + "2024-01-05,EUR,1.09\n")
     with pytest.raises(ValueError, match="window start 2024-01-08 is after end 2024-01-05"):
         run_local("fx_rates", date(2024, 1, 8), date(2024, 1, 5), settings)
 
 
-def test_a_failed_load_leaves_bronze_untouched(settings: Settings, write_export, read_bronze, landing_files):
+def test_a_failed_load_leaves_bronze_untouched(settings: BatchSettings, write_export, read_bronze, landing_files):
     write_export(
         "players.csv", PLAYERS_HEADER + "p-1,g,2024-01-01T00:00:00Z,DE,o,false,2024-01-01T00:00:00Z\n"
     )
@@ -316,7 +316,7 @@ def test_a_failed_load_leaves_bronze_untouched(settings: Settings, write_export,
     assert (read_bronze("players"), read_bronze("batch_rejected"), landing_files()) == before
 
 
-def test_unknown_source_is_a_clear_error(settings: Settings):
+def test_unknown_source_is_a_clear_error(settings: BatchSettings):
     with pytest.raises(ValueError, match="source 'purchases' is not a batch source"):
         run_local("purchases", DAY, DAY, settings)
 
@@ -325,7 +325,7 @@ def test_unknown_source_is_a_clear_error(settings: Settings):
 # the local path stays local
 
 
-def test_local_load_never_tries_prism_or_the_network(settings: Settings, write_export, monkeypatch):
+def test_local_load_never_tries_prism_or_the_network(settings: BatchSettings, write_export, monkeypatch):
     from apache_beam.runners.portability import prism_runner
 
     def refuse(*args, **kwargs):
@@ -343,7 +343,7 @@ def test_local_load_never_tries_prism_or_the_network(settings: Settings, write_e
 # every load reports its counts; a load that is mostly rejected fails loudly
 
 
-def test_a_load_counts_rows_read_loaded_and_rejected_by_kind(settings: Settings, write_export):
+def test_a_load_counts_rows_read_loaded_and_rejected_by_kind(settings: BatchSettings, write_export):
     write_export(
         "fx_rates/fx_rates_2024-01-05.csv",
         FX_HEADER + "2024-01-05,EUR,1.09\n2024-01-05,XXX,1.0\n2024-01-05,GBP,-1\n2024-01-05,CHF,1.1\n"
@@ -377,7 +377,7 @@ def test_check_load_fails_above_the_rejected_share_or_when_nothing_loads():
 
 
 def test_an_entirely_rejected_load_fails_its_task_with_the_reasons(
-        settings: Settings, write_export, read_bronze, prefect_api: str, monkeypatch: pytest.MonkeyPatch):
+        settings: BatchSettings, write_export, read_bronze, prefect_api: str, monkeypatch: pytest.MonkeyPatch):
     from prefect import flow
 
     from flows.pipeline import PipelineParameters, ingest_batch
@@ -406,7 +406,7 @@ def test_an_entirely_rejected_load_fails_its_task_with_the_reasons(
 
 
 def test_an_emptied_snapshot_empties_bronze_and_a_clean_rerun_replaces_the_rejected_rows(
-        settings: Settings, write_export, read_bronze):
+        settings: BatchSettings, write_export, read_bronze):
     write_export("players.csv", PLAYERS_HEADER
                  + "p-1,dragon_idle,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n"
                  + "p-2,dragon_idle,yesterday,DE,organic,false,2024-01-01T00:00:00Z\n")
@@ -428,7 +428,7 @@ def test_an_emptied_snapshot_empties_bronze_and_a_clean_rerun_replaces_the_rejec
 
 
 def test_an_hourly_run_after_a_daily_run_loads_only_new_or_changed_exports(
-        settings: Settings, write_export, read_bronze, landing_files):
+        settings: BatchSettings, write_export, read_bronze, landing_files):
     import os
 
     from ingestion.batch.load import LOADED_FILES_TABLE

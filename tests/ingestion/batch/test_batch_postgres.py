@@ -32,7 +32,7 @@ from ingestion.batch.postgres import (
     read_range,
 )
 from ingestion.batch.sources import PLAYERS, SourceFile
-from ingestion.settings import Settings
+from common.settings import BatchSettings
 from simulator.operational_db import copy_rows, create_tables
 from simulator.simulation import PLAYER_COLUMNS, STORE_ITEM_COLUMNS
 
@@ -73,7 +73,7 @@ def rejected(read_bronze, source: str) -> list[tuple[str, dict]]:
 
 
 def test_players_table_lands_row_for_row_from_parallel_key_ranges(
-    settings: Settings, db_settings: Settings, postgres_dsn: str, db_schema: str, read_bronze, landing_files
+    settings: BatchSettings, db_settings: BatchSettings, postgres_dsn: str, db_schema: str, read_bronze, landing_files
 ):
     rows = [player(f"p-{i}", country=None if i == 3 else "DE", test=i == 5, day=1 + i % 3) for i in range(1, 10)]
     load_operational(postgres_dsn, db_schema, rows)
@@ -99,7 +99,7 @@ def test_players_table_lands_row_for_row_from_parallel_key_ranges(
 
 
 def test_store_items_keep_exact_decimal_prices(
-    db_settings: Settings, postgres_dsn: str, db_schema: str, read_bronze
+    db_settings: BatchSettings, postgres_dsn: str, db_schema: str, read_bronze
 ):
     items = [
         {"sku": "gems_100", "game_id": "g", "item_name": "100 Gems", "item_type": "currency_pack",
@@ -144,7 +144,7 @@ def test_read_database_transform_yields_typed_record_batches(postgres_dsn: str, 
 
 
 def test_bad_rows_are_rejected_with_their_reasons(
-    db_settings: Settings, sql, read_bronze
+    db_settings: BatchSettings, sql, read_bronze
 ):
     ok = ("tiny-tycoon", "2024-01-01T00:00:00Z", "DE", "organic", "false", "2024-01-02T00:00:00Z")
     sql(LOOSE_PLAYERS)
@@ -187,7 +187,7 @@ def test_bad_rows_are_rejected_with_their_reasons(
                    "updated_at": "2024-01-02T00:00:00+00:00"}
 
 
-def test_bad_prices_are_rejected(db_settings: Settings, sql, read_bronze):
+def test_bad_prices_are_rejected(db_settings: BatchSettings, sql, read_bronze):
     sql("create table store_items (sku text, game_id text, item_name text, item_type text, "
         "list_price_usd text, updated_at timestamptz)")
     sql("insert into store_items values (%s, 'g', 'Item', 'bundle', %s, '2024-01-01T00:00:00Z')", params=[
@@ -242,7 +242,7 @@ def test_vectorised_typing_agrees_with_row_by_row_typing():
 
 
 def test_a_rerun_leaves_bronze_exactly_as_one_run_does(
-    settings: Settings, db_settings: Settings, sql, read_bronze, landing_files
+    settings: BatchSettings, db_settings: BatchSettings, sql, read_bronze, landing_files
 ):
     sql(LOOSE_PLAYERS)
     sql(INSERT_PLAYER, params=[
@@ -310,7 +310,7 @@ def test_ranges_from_boundaries_cover_the_key_space():
 # clear errors, nothing written
 
 
-def test_unreachable_database_is_a_clear_error_and_writes_nothing(settings: Settings, landing_files):
+def test_unreachable_database_is_a_clear_error_and_writes_nothing(settings: BatchSettings, landing_files):
     port = free_port()
     unreachable = settings.model_copy(update={"postgres_dsn": f"postgresql://postgres@127.0.0.1:{port}/studio"})
 
@@ -319,13 +319,13 @@ def test_unreachable_database_is_a_clear_error_and_writes_nothing(settings: Sett
     assert landing_files() == []
 
 
-def test_missing_table_is_a_clear_error(db_settings: Settings, db_schema: str, landing_files):
+def test_missing_table_is_a_clear_error(db_settings: BatchSettings, db_schema: str, landing_files):
     with pytest.raises(ValueError, match=f"table {db_schema}.store_items not found in PostgreSQL database 'studio'"):
         run_local("store_items", DAY, DAY, db_settings)
     assert landing_files() == []
 
 
-def test_without_a_database_players_come_from_the_csv_extract(settings: Settings, write_export, read_bronze):
+def test_without_a_database_players_come_from_the_csv_extract(settings: BatchSettings, write_export, read_bronze):
     write_export("players.csv", "player_id,game_id,created_at,country,acquisition_channel,is_test_account,updated_at\n"
                  "p-1,g,2024-01-01T00:00:00Z,DE,organic,false,2024-01-01T00:00:00Z\n")
     assert run_local("players", DAY, DAY, settings).rows_loaded == 1
@@ -548,7 +548,7 @@ def cloud_sql(postgres_dsn: str, db_schema: str, monkeypatch: pytest.MonkeyPatch
 
 
 def test_a_dataflow_load_reads_cloud_sql_through_the_connector_as_its_iam_user(
-    cloud_sql: CloudSqlInstance, postgres_dsn: str, db_schema: str, settings: Settings, read_bronze
+    cloud_sql: CloudSqlInstance, postgres_dsn: str, db_schema: str, settings: BatchSettings, read_bronze
 ):
     """The options a Flex Template job receives (names only), read by the same pipeline as the local
     twin, through the real connector: TLS with an ephemeral certificate asked for with IAM
@@ -580,7 +580,7 @@ def test_a_dataflow_load_reads_cloud_sql_through_the_connector_as_its_iam_user(
     assert {row[-1] for row in read_bronze("players")} == {label}
     assert cloud_sql.iam_requests and all(cloud_sql.iam_requests)  # every certificate asked with IAM login
 def test_a_studio_whose_games_share_ids_loads_every_player_and_item(
-        db_settings: Settings, postgres_dsn: str, db_schema: str, read_bronze):
+        db_settings: BatchSettings, postgres_dsn: str, db_schema: str, read_bronze):
     """The same player_id in two games, the same skus in every game: distinct keys per game, read in
     parallel ranges of player_id / sku, none rejected."""
     from simulator import SimulationConfig, simulate

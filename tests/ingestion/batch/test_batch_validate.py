@@ -220,7 +220,7 @@ def dbt_model_tests(folder: str) -> dict[str, list[dict]]:
     """Model name -> its model-level data tests, from every yml in ``dbt/models/<folder>``."""
     import yaml
 
-    from ingestion.settings import REPO_ROOT
+    from common.settings import REPO_ROOT
 
     found: dict[str, list[dict]] = {}
     for path in sorted((REPO_ROOT / "dbt" / "models" / folder).glob("*.yml")):

@@ -8,7 +8,7 @@ from typing import Any
 import duckdb
 
 from ingestion.bronze import ensure_local_bronze
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from tests.dbt.warehouse import dbt
 
 MODELS = ("stg_bronze__game_events", "stg_bronze__game_events_rejected")
@@ -16,11 +16,11 @@ MODELS = ("stg_bronze__game_events", "stg_bronze__game_events_rejected")
 
 def build_silver(data_dir: Path) -> None:
     """``dbt run`` of the two silver models over the landing area under ``data_dir``."""
-    settings = Settings(data_dir=data_dir)
+    settings = OrchestrationSettings(data_dir=data_dir)
     ensure_local_bronze(settings.landing_dir)
     dbt(settings, "run", "--select", *MODELS)
 
 
 def query_silver(data_dir: Path, sql: str) -> list[tuple[Any, ...]]:
-    with duckdb.connect(str(Settings(data_dir=data_dir).warehouse_path), read_only=True) as con:
+    with duckdb.connect(str(OrchestrationSettings(data_dir=data_dir).warehouse_path), read_only=True) as con:
         return con.sql(sql).fetchall()

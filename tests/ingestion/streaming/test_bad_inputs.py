@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from common.settings import PlatformSettings
 from deployments.local.services import function_server
 from deployments.streaming import config
 from ingestion.events import MAX_MESSAGE_BYTES
@@ -201,7 +202,7 @@ def post(url: str, data: bytes | None, message_id: str, attributes: dict[str, st
 
 def worker_pid(data_dir: Path) -> int:
     """The gunicorn worker serving the function started for ``data_dir`` (found by its environment)."""
-    marker = f"GA_DATA_DIR={data_dir}".encode()
+    marker = f"GA_LANDING_DIR={PlatformSettings(data_dir=data_dir).landing_dir}".encode()
     mine = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from deployments.local.services import free_port, wait_http
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 from tests.ingestion.streaming.test_bad_inputs import event, post
 
 REASON = "JSON parsing error in row starting at position 0: Could not convert value to string."
@@ -72,8 +72,9 @@ def bigquery_function(tmp_path: Path) -> Iterator[tuple[str, list[tuple[str, dic
                                        "private_key": key, "client_email": "function@proj.iam.gserviceaccount.com",
                                        "client_id": "1", "token_uri": f"{api}/token"}))
     port = free_port()
-    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), GA_DATA_DIR=str(tmp_path), GA_SINK="bigquery",
-               GA_GCP_PROJECT="proj", BIGQUERY_EMULATOR_HOST=api, GOOGLE_APPLICATION_CREDENTIALS=str(credentials))
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), GA_SINK="bigquery",
+               GA_GCP_PROJECT="proj", GA_BRONZE_DATASET="game_analytics_bronze", BIGQUERY_EMULATOR_HOST=api,
+               GOOGLE_APPLICATION_CREDENTIALS=str(credentials))
     log = (tmp_path / "function.log").open("wb")
     proc = subprocess.Popen([sys.executable, "-m", "functions_framework", "--source", "ingestion/streaming/main.py",
                              "--target", "handle_pubsub", "--signature-type", "cloudevent", "--host", "127.0.0.1",

@@ -7,7 +7,7 @@ from datetime import timedelta
 from google.cloud import monitoring_v3
 
 from deployments.streaming import config
-from ingestion.settings import REPO_ROOT
+from common.settings import REPO_ROOT
 
 POLICY = REPO_ROOT / "deployments" / "streaming" / "dead-letter-alert.json"
 

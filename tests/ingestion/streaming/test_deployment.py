@@ -68,7 +68,7 @@ assert response.status_code == 200, response.data
 print("ok")
 """
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GA_DATA_DIR", "GA_SINK")}
-    env.update(GA_SINK="local", GA_DATA_DIR=str(tmp_path))
+    env.update(GA_SINK="local", GA_LANDING_DIR=str(tmp_path / "landing"))
     result = subprocess.run([sys.executable, "-c", script], cwd=staged, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
@@ -105,7 +105,7 @@ def test_function_deploy_command() -> None:
         f"--memory={config.MEMORY_MB}Mi", f"--concurrency={config.CONCURRENCY}", "--cpu=1",
         f"--min-instances={config.MIN_INSTANCES}", f"--max-instances={config.MAX_INSTANCES}",
         "--service-account=game-events-ingest@proj.iam.gserviceaccount.com", "--no-allow-unauthenticated",
-        "--set-env-vars=GA_SINK=bigquery,GA_GCP_PROJECT=proj,GA_BQ_DATASET_PREFIX=game_analytics,GA_BQ_LOCATION=EU",
+        "--set-env-vars=GA_SINK=bigquery,GA_GCP_PROJECT=proj,GA_BRONZE_DATASET=game_analytics_bronze",
     ):
         assert flag in command, flag
 

@@ -44,7 +44,7 @@ def function_url(tmp_path: Path) -> Iterator[str]:
     env = {
         **os.environ,
         "PYTHONPATH": str(REPO),
-        "GA_DATA_DIR": str(tmp_path),
+        "GA_LANDING_DIR": str(tmp_path / "landing"),
         "GA_SINK": "local",
     }
     log = (tmp_path / "function.log").open("wb")

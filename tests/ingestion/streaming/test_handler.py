@@ -222,7 +222,7 @@ def test_entry_point_uses_one_sink_per_process(
 ) -> None:
     from ingestion.streaming import main
 
-    monkeypatch.setenv("GA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("GA_LANDING_DIR", str(tmp_path / "landing"))
     monkeypatch.setenv("GA_SINK", "local")
     for n in range(2):
         event = CloudEvent(

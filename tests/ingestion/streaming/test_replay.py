@@ -11,7 +11,7 @@ import pytest
 from deployments.local.pubsub import admin_clients, create_topics, topology
 from deployments.local.pubsub_emulator import pubsub_emulator
 from ingestion.bronze import ensure_local_bronze
-from ingestion.settings import Settings
+from common.settings import OrchestrationSettings
 from ingestion.sinks import LocalSink
 from ingestion.streaming import replay
 from tests.conftest import requires_pubsub_emulator
@@ -39,7 +39,7 @@ def test_replay_moves_dead_letters_through_the_function_idempotently(tmp_path: P
         assert (crashed.replayed, crashed.valid, crashed.rejected) == (2, 3, 1)
 
         monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
-        monkeypatch.setenv("GA_DATA_DIR", str(tmp_path))
+        monkeypatch.setenv("GA_LANDING_DIR", str(tmp_path / "landing"))
         assert replay.main(["--project", "local"]) == 0
         assert replay.main(["--project", "local"]) == 0  # nothing left: acknowledged
         remaining = subscriber.pull(request={"subscription": top.dead_letter_subscription_path, "max_messages": 10,
@@ -52,7 +52,7 @@ def test_replay_moves_dead_letters_through_the_function_idempotently(tmp_path: P
     assert bronze[0][0] == 6  # each valid event twice in bronze: replayed twice
     assert bronze[0][1].isoformat() == "2026-06-01T12:00:00.250000+00:00"  # the first publish time, kept
 
-    settings = Settings(data_dir=tmp_path)
+    settings = OrchestrationSettings(data_dir=tmp_path)
     ensure_local_bronze(settings.landing_dir)
     dbt(settings, "run", "--select", "stg_bronze__game_events", "stg_bronze__game_events_rejected")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
