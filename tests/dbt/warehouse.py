@@ -17,6 +17,7 @@ from ingestion.bronze import ensure_local_bronze
 from common.settings import REPO_ROOT, OrchestrationSettings
 from simulator import Simulation
 from simulator.messages import PublishedMessage
+from simulator.truth import TRUTH_COLUMNS
 from deployments.local.report import MARTS as REPORT_MARTS
 from ingestion.sinks import LocalSink
 from ingestion.streaming.handler import handle_message

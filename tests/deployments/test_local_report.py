@@ -7,13 +7,13 @@ from pathlib import Path
 import duckdb
 
 from deployments.local.report import mart_mismatches
-from ingestion.settings import Settings
+from common.settings import PlatformSettings
 
 TRUTH_HEADER = "game_id,level,players_started,players_completed,attempts,fails,completion_rate"
 
 
-def build(tmp_path: Path, mart_sql: str, truth: str) -> Settings:
-    settings = Settings(data_dir=tmp_path)
+def build(tmp_path: Path, mart_sql: str, truth: str) -> PlatformSettings:
+    settings = PlatformSettings(data_dir=tmp_path)
     settings.truth_dir.mkdir(parents=True)
     (settings.truth_dir / "level_funnel.csv").write_text(truth)
     with duckdb.connect(str(settings.warehouse_path)) as con:

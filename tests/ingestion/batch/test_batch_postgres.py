@@ -495,18 +495,30 @@ class CloudSqlInstance:
                 raw.close()
                 continue
             backend = socket.create_connection(self.backend)
-            for source, target in ((tls, backend), (backend, tls)):
-                threading.Thread(target=self.pipe, args=(source, target), daemon=True).start()
+            threading.Thread(target=self.relay, args=(tls, backend), daemon=True).start()
 
     @staticmethod
-    def pipe(source, target) -> None:
+    def relay(tls, backend) -> None:
+        """Carry bytes both ways between the client's TLS socket and PostgreSQL. One thread owns
+        the TLS socket: an OpenSSL connection must not be read and written from two threads."""
+        import selectors
+
+        peer = {tls: backend, backend: tls}
         try:
-            while data := source.recv(65536):
-                target.sendall(data)
+            with selectors.DefaultSelector() as selector:
+                for end in peer:
+                    selector.register(end, selectors.EVENT_READ)
+                while True:
+                    for key, _ in selector.select():
+                        if not (data := key.fileobj.recv(65536)):
+                            return
+                        peer[key.fileobj].sendall(data)
+                    while tls.pending():  # decrypted bytes a select on the raw socket cannot see
+                        backend.sendall(tls.recv(65536))
         except OSError:
             pass
         finally:
-            for end in (source, target):
+            for end in peer:
                 try:
                     end.close()
                 except OSError:
@@ -579,6 +591,8 @@ def test_a_dataflow_load_reads_cloud_sql_through_the_connector_as_its_iam_user(
     assert sorted(row[0] for row in read_bronze("players")) == [f"p-{i}" for i in range(1, 8)]
     assert {row[-1] for row in read_bronze("players")} == {label}
     assert cloud_sql.iam_requests and all(cloud_sql.iam_requests)  # every certificate asked with IAM login
+
+
 def test_a_studio_whose_games_share_ids_loads_every_player_and_item(
         db_settings: BatchSettings, postgres_dsn: str, db_schema: str, read_bronze):
     """The same player_id in two games, the same skus in every game: distinct keys per game, read in
