@@ -4,8 +4,8 @@ blocks/register.py). A block without a key means Application Default Credentials
 the worker pod's Workload Identity. `ingestion/` never imports Prefect: the flows hand the clients
 (or their credentials) to its functions.
 
-prefect-gcp is imported only here and only when a Google client is needed: it costs about 300 MiB
-and a few seconds of start-up that a local run does not pay."""
+prefect-gcp is imported only here and only when a Google client is needed: it imports the Google
+client libraries, whose memory and start-up a local run does not need."""
 from __future__ import annotations
 
 from functools import lru_cache
