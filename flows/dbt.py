@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -320,64 +319,6 @@ def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], Non
         raise DbtFailure(args[0], [n.unique_id for n in failed], "" if failed else f"exit code {code}, see the log above",
                          nodes=failed, errors=[] if failed else [e[:2000] for e in errors[-20:]])
     return nodes
-
-
-# the labels (macro query_comment) that mark a BigQuery job as started by a flow run's dbt
-DBT_JOB_LABEL = ("app", "game_analytics_dbt")
-RUN_LABEL = "flow_run"
-
-
-def cancel_bigquery_jobs(settings: Settings, run_id: str | None = None, client: Any = None,
-                         wait_s: float = 120.0, poll_s: float = 2.0) -> list[str]:
-    """Cancel every BigQuery job a flow run's dbt started that is still pending or running (those of
-    `run_id`, or of any flow run when None: called while the run holds the warehouse, any such job
-    is an orphan of a stopped run), and wait until they have ended, so that no orphaned MERGE
-    writes beside the next build. Returns the cancelled job ids."""
-    from google.cloud import bigquery
-
-    client = client or bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
-    key, value = DBT_JOB_LABEL
-    jobs = [job for state in ("running", "pending") for job in client.list_jobs(state_filter=state)
-            if job.labels.get(key) == value and job.labels.get(RUN_LABEL)
-            and (run_id is None or job.labels.get(RUN_LABEL) == run_id)]
-    for job in jobs:
-        client.cancel_job(job.job_id, project=job.project, location=job.location)
-    deadline = time.monotonic() + wait_s
-    pending = list(jobs)
-    while pending:
-        pending = [job for job in pending if client.get_job(job.job_id, project=job.project, location=job.location).state != "DONE"]
-        if pending and time.monotonic() > deadline:
-            raise TimeoutError(f"BigQuery jobs {[job.job_id for job in pending]} still run {wait_s} s after their cancellation")
-        if pending:
-            time.sleep(poll_s)
-    return [job.job_id for job in jobs]
-
-
-PARTIAL_PARSE = "partial_parse.msgpack"
-
-
-def seed_partial_parse(target_path: Path, candidates: Sequence[Path]) -> Path | None:
-    """Give a fresh target folder the parse state of an earlier one (another step of the same run,
-    or the project's own target folder, parsed when the image was built), so dbt parses only what
-    changed instead of the whole project. dbt itself checks the state is still valid (same vars,
-    profile and files) and parses in full otherwise."""
-    if (target_path / PARTIAL_PARSE).exists():
-        return None
-    source = next((c / PARTIAL_PARSE for c in candidates if (c / PARTIAL_PARSE).exists()), None)
-    if source is not None:
-        target_path.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target_path / PARTIAL_PARSE)
-    return source
-
-
-def save_parse_state(target_path: Path, cache: Path) -> None:
-    """Keep the latest parse state where the next run's first dbt command finds it (atomically)."""
-    state = target_path / PARTIAL_PARSE
-    if state.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / f".{PARTIAL_PARSE}.{os.getpid()}.tmp"
-        shutil.copyfile(state, tmp)
-        os.replace(tmp, cache / PARTIAL_PARSE)
 
 
 def target_dir(args: Sequence[str]) -> Path:

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from flows.backfill import game_analytics_backfill
 from flows.dbt import dbt_args
-from flows.pipeline import DbtVars, PipelineParameters, game_analytics_pipeline
+from flows.parameters import DbtVars, PipelineParameters
+from flows.pipeline import game_analytics_pipeline
 
 SQL_IN_A_VAR = {"arrival_lookback_hours": "3 hour) or true or (select 1)"}
 OPTIONS_IN_SELECT = ["m", "--vars", '{"start_date": "x"}', "--full-refresh"]
