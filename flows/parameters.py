@@ -3,8 +3,9 @@ no var, selector or option can carry SQL or extra dbt options into the build; an
 parameter."""
 from __future__ import annotations
 
+import inspect
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Callable, Literal, TypeVar, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator, model_validator
 
@@ -16,6 +17,7 @@ SOURCES: tuple[str, ...] = get_args(Source)  # the batch sources (ingestion.batc
 Target = Literal["local", "bigquery"]
 # the window loaded when none is given: every export the bucket holds
 EARLIEST = date(2015, 1, 1)
+F = TypeVar("F", bound=Callable[..., Any])
 
 # one dbt selector (flows.dbt.check_selector); the deployment's parameter schema carries the same
 # pattern, so the API refuses a bad one when the run is created
@@ -75,6 +77,8 @@ class PipelineParameters(BaseModel):
     end: date | None = None
     vars: DbtVars = Field(default_factory=DbtVars)
     freshness: bool = True
+    # the notification block ("<type-slug>/<name>") failures are sent to; unset: GA_NOTIFY_BLOCK's
+    notify_block: str | None = None
     dbt_timeout_s: int = Field(default=3600, gt=0)
     dataflow_timeout_s: int = Field(default=7200, gt=0)
     max_rejected_share: float = Field(default=DEFAULT_MAX_REJECTED_SHARE, ge=0, le=1)
@@ -104,3 +108,18 @@ class PipelineParameters(BaseModel):
     def window(self, today: date) -> tuple[date, date]:
         earliest = today - timedelta(days=self.batch_days) if self.batch_days else EARLIEST
         return self.start or earliest, self.end or today + timedelta(days=1)
+
+
+def declared_by(model: type[BaseModel]) -> Callable[[F], F]:
+    """Give a flow function `def f(**parameters)` the model's fields as its keyword parameters,
+    with their types and defaults, in their order: Prefect then lists them flat in the deployment's
+    parameter schema (`-p full_refresh=true`, prefect.yaml's `parameters:`) and checks each one's
+    type when a run starts, while the model, the one place they are declared, checks them together."""
+    def apply(fn: F) -> F:
+        fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=field.annotation,
+                               default=field.get_default(call_default_factory=True))
+             for name, field in model.model_fields.items()],
+            return_annotation=inspect.signature(fn).return_annotation)
+        return fn
+    return apply

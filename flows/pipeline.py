@@ -13,14 +13,14 @@ from prefect.runtime import flow_run
 from prefect.tasks import exponential_backoff
 
 from flows import assets, publish
-from flows.batch import DEFAULT_MAX_REJECTED_SHARE, cancel_dataflow_jobs, ingest_source
+from flows.batch import cancel_dataflow_jobs, ingest_source
 from flows.dbt import NOT_IN_PRODUCTION, QUALITY_GATE, NodeResult, dbt_args, dbt_session, prepare, run_dbt
 from flows.dbt_runs import (cancel_bigquery_jobs, cancel_dbt_jobs, dbt_run_dir, parse_cache, prune_dbt_runs, resumable,
                             save_parse_state, seed_parse_state)
 from flows.events import report_dbt_line
 from flows.notify import notify_failure
+from flows.parameters import PipelineParameters, declared_by
 from flows.retries import retry_if_transient
-from flows.parameters import SOURCES, DbtVars, PipelineParameters, Selector, Source, Target
 from flows.warehouse import warehouse_lease, with_retries
 from ingestion.settings import Settings
 
@@ -33,33 +33,11 @@ if TYPE_CHECKING:  # the batch pipelines (Beam) are imported only by the tasks t
 @flow(name="game-analytics-pipeline", log_prints=True,
       on_failure=[notify_failure], on_crashed=[notify_failure, cancel_dataflow_jobs, cancel_dbt_jobs],
       on_cancellation=[cancel_dataflow_jobs, cancel_dbt_jobs])
-def game_analytics_pipeline(
-    target: Target = "local",
-    sources: list[Source] = list(SOURCES),
-    select: list[Selector] = [],
-    exclude: list[Selector] = [],
-    full_refresh: bool = False,
-    start: date | None = None,
-    end: date | None = None,
-    vars: DbtVars = DbtVars(),
-    freshness: bool = True,
-    notify_block: str | None = None,
-    dbt_timeout_s: int = 3600,
-    dataflow_timeout_s: int = 7200,
-    max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE,
-    batch_days: int | None = None,
-    changed_only: bool = False,
-    docs: bool = False,
-) -> list[dict]:
-    """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests.
-
-    `notify_block` names the notification block ("<type-slug>/<name>") failures are sent to;
-    by default the one in the GA_NOTIFY_BLOCK setting. `docs` also publishes the dbt docs."""
-    params = PipelineParameters(target=target, sources=sources, select=select, exclude=exclude,
-                                full_refresh=full_refresh, start=start, end=end, vars=vars, freshness=freshness,
-                                dbt_timeout_s=dbt_timeout_s, dataflow_timeout_s=dataflow_timeout_s,
-                                max_rejected_share=max_rejected_share, batch_days=batch_days,
-                                changed_only=changed_only, docs=docs)
+@declared_by(PipelineParameters)
+def game_analytics_pipeline(**parameters: Any) -> list[dict]:
+    """Load the batch sources, build the warehouse with dbt, gate it with the data-quality tests,
+    publish the run's summary and KPI report. Its parameters: flows.parameters.PipelineParameters."""
+    params = PipelineParameters(**parameters)
     settings = Settings(target=params.target)
     with warehouse_lease():
         return with_retries(lambda: build(params, settings), settings.flow_retries, settings.flow_retry_delay_s)
