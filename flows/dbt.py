@@ -331,16 +331,9 @@ def read_run_results(target: Path) -> list[NodeResult]:
     path = next((target / name for name in ("run_results.json", "sources.json") if (target / name).exists()), None)
     if path is None:
         return []
-    return [
-        NodeResult(
-            unique_id=r["unique_id"],
-            resource_type=r["unique_id"].split(".", 1)[0],
-            status=r["status"],
-            message=r.get("message"),
-            rows_affected=(r.get("adapter_response") or {}).get("rows_affected"),
-        )
-        for r in json.loads(path.read_text())["results"]
-    ]
+    return [NodeResult(unique_id=r["unique_id"], resource_type=r["unique_id"].split(".", 1)[0], status=r["status"],
+                       message=r.get("message"), rows_affected=(r.get("adapter_response") or {}).get("rows_affected"))
+            for r in json.loads(path.read_text())["results"]]
 
 
 def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[dict[str, Any]]:

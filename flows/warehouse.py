@@ -49,9 +49,7 @@ def warehouse_lease(wait_s: float | None = None) -> Iterator[None]:
 
 def with_retries(attempt: Any, retries: int, delay_s: float, sleep: Any = time.sleep) -> Any:
     """Run attempt(), again after delay_s when it failed on a transient error (flows.retries), at most
-    `retries` more times; any other failure (a failing data test, a FAILED Dataflow job) at once.
-    The run retries inside itself, not as a Prefect flow retry: a run in AwaitingRetry would give
-    up the warehouse."""
+    `retries` more times; any other failure (a failing data test, a FAILED Dataflow job) at once."""
     for number in itertools.count(1):
         try:
             return attempt()
