@@ -32,7 +32,8 @@ import sys
 from pathlib import Path
 from prefect import flow
 from flows.dbt import dbt_session
-from flows.pipeline import PipelineParameters, dbt_build, dbt_test
+from flows.parameters import PipelineParameters
+from flows.pipeline import dbt_build, dbt_test
 from common.settings import OrchestrationSettings
 run_dir = Path(sys.argv[1])
 

@@ -25,7 +25,7 @@ MATERIALIZED_BY = "dbt"
 
 
 def preload() -> threading.Thread:
-    """Import prefect-dbt (about 1.3 s of CPU: it imports dbt) in the background, while dbt builds
+    """Import prefect-dbt (it imports dbt, which is slow to import) in the background, while dbt builds
     in its own process, so that emitting the assets afterwards costs only the events."""
     def load() -> None:
         import prefect_dbt.core._artifacts  # noqa: F401

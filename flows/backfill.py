@@ -8,7 +8,8 @@ from prefect import flow
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 
 from flows.notify import notify_failure
-from flows.pipeline import SOURCES, DbtVars, Selector, Source, Target, game_analytics_pipeline
+from flows.parameters import SOURCES, DbtVars, Selector, Source, Target
+from flows.pipeline import game_analytics_pipeline
 
 
 def windows(start: date, end: date, days: int) -> list[tuple[date, date]]:

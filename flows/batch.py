@@ -13,7 +13,7 @@ from prefect.artifacts import create_link_artifact
 from prefect.runtime import flow_run
 
 from flows import gcp
-from common.settings import OrchestrationSettings as Settings
+from common.settings import OrchestrationSettings
 
 if TYPE_CHECKING:
     from ingestion.batch.dataflow import JobsClient
@@ -35,7 +35,7 @@ def poll_delays(first_s: float | None = None, factor: float = 1.5, max_s: float 
         delay = min(delay * factor, max_s)
 
 
-def wait_for_job(job_id: str, settings: Settings, timeout_s: float, sleep=time.sleep) -> str:
+def wait_for_job(job_id: str, settings: OrchestrationSettings, timeout_s: float, sleep=time.sleep) -> str:
     """Poll the job until it ends; return its final state name, raise DataflowJobFailed when it did
     not succeed. The job is cancelled when the wait stops for any other reason (timeout included)."""
     from ingestion.batch import dataflow
@@ -83,7 +83,7 @@ def report_load(result: LoadResult, max_rejected_share: float) -> LoadResult:
     return result
 
 
-def ingest_source(source: str, start: date, end: date, settings: Settings, timeout_s: float,
+def ingest_source(source: str, start: date, end: date, settings: OrchestrationSettings, timeout_s: float,
                   max_rejected_share: float = DEFAULT_MAX_REJECTED_SHARE, only_changed: bool = False) -> LoadResult:
     # Beam and the Google clients load only where a batch load runs, not with every flow
     from ingestion.batch import dataflow
@@ -104,7 +104,7 @@ def ingest_source(source: str, start: date, end: date, settings: Settings, timeo
     return report_load(dataflow_result(result, counts), max_rejected_share)
 
 
-def cancel_jobs_of_ended_runs(settings: Settings, current_run_id: str, client: JobsClient | None = None) -> list[str]:
+def cancel_jobs_of_ended_runs(settings: OrchestrationSettings, current_run_id: str, client: JobsClient | None = None) -> list[str]:
     """Cancel the active Dataflow jobs of flow runs that have ended (Crashed, Cancelled, Failed,
     Completed) on this Prefect server; return their ids.
 
@@ -148,7 +148,7 @@ def cancel_dataflow_jobs(flow: object, flow_run: object, state: object) -> None:
     parameters = getattr(flow_run, "parameters", None) or {}
     if parameters.get("target", "local") == "local":
         return
-    settings = Settings(target=parameters["target"])
+    settings = OrchestrationSettings(target=parameters["target"])
     cancelled = dataflow.cancel_run_jobs(str(getattr(flow_run, "id")), settings, gcp.jobs_client(settings))
     if cancelled:
         print(f"cancelled Dataflow jobs {cancelled} of flow run {getattr(flow_run, 'id')}")

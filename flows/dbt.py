@@ -1,12 +1,12 @@
-"""Running the dbt project from a flow: pure functions that build dbt's arguments, and one thin
-call into the dbt CLI. No SQL here: every query lives in the dbt project."""
+"""Running the dbt project from a flow: pure functions that build a dbt command's arguments and
+read its results, and the client of the dbt server (flows.dbt_server), the child process in which
+a flow run's dbt commands run one after the other. No SQL here: every query lives in the dbt
+project, and nothing here touches dbt's internals."""
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +19,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from common.settings import REPO_ROOT, OrchestrationSettings as Settings
+from flows import dbt_server
+from flows.dbt_server import END_OF_COMMAND, INTERRUPTED, PREPARE, STOP_GRACE_S
+from common.settings import REPO_ROOT, OrchestrationSettings
 
 DBT_DIR = REPO_ROOT / "dbt"
 # tests that gate the warehouse after the build (reconciliations); dbt build leaves them to dbt test
@@ -104,9 +106,9 @@ def dbt_args(
     return args
 
 
-def dbt_env(settings: Settings, run_id: str | None = None) -> dict[str, str]:
+def dbt_env(settings: OrchestrationSettings, run_id: str | None = None) -> dict[str, str]:
     """The environment of a dbt process: the profile and the bronze macro read the same variables as
-    Settings; GA_RUN_ID (the flow run) becomes a label of every BigQuery job (macro query_comment)."""
+    OrchestrationSettings; GA_RUN_ID (the flow run) becomes a label of every BigQuery job (macro query_comment)."""
     return dict(os.environ, GA_DATA_DIR=str(settings.data_dir), GA_TARGET=settings.target, GA_RUN_ID=run_id or "",
                 DBT_LOG_LEVEL_FILE=settings.dbt_file_log_level,
                 GA_BQ_DATASET_PREFIX=settings.bq_dataset_prefix, GA_BQ_LOCATION=settings.bq_location,
@@ -139,15 +141,6 @@ def parse_log_line(line: str) -> LogLine:
     return LogLine(info.get("msg", ""), info.get("level", "info"), node or None)
 
 
-# the line a dbt session writes after each command: the marker, then the command's exit code
-END_OF_COMMAND = "\x1edbt-session-exit "
-# the exit code of a command that was interrupted (as a shell reports SIGINT)
-INTERRUPTED = 130
-# how long dbt has, once interrupted, to cancel its warehouse queries and jobs and end before it is
-# killed: below the 30 s a Prefect worker (and Kubernetes) leaves a cancelled run before killing it
-STOP_GRACE_S = 20.0
-
-
 def stop_gracefully(proc: subprocess.Popen[str], grace_s: float = STOP_GRACE_S, drain: bool = False) -> int:
     """Interrupt dbt (SIGINT: dbt cancels its adapter's open queries and jobs, writes its results
     and ends), and kill it only if it has not ended within grace_s. With drain, its output is
@@ -169,11 +162,11 @@ class DbtSession:
     A child process, not dbt's runner inside the flow: a timeout or a cancellation really stops it
     (stop_gracefully: dbt is interrupted, cancels its queries and jobs, and is killed only if it has
     not ended after a grace period; the next command starts a new process), and it holds no
-    warehouse connection or global state in the caller. One process for all the steps, not one per command: dbt's start-up (about
-    1.5 s of imports, and reading the parse state) is paid once per flow run instead of once per
-    step. Each command's structured log is streamed back as it runs."""
+    warehouse connection or global state in the caller. One process for all the steps, not one
+    per command: dbt's start-up (its imports, and reading the parse state) is paid once per flow
+    run instead of once per step. Each command's structured log is streamed back as it runs."""
 
-    def __init__(self, settings: Settings, run_id: str | None = None, grace_s: float = STOP_GRACE_S) -> None:
+    def __init__(self, settings: OrchestrationSettings, run_id: str | None = None, grace_s: float = STOP_GRACE_S) -> None:
         self.settings = settings
         self.run_id = run_id  # the flow run's id, a label of every BigQuery job dbt starts
         self.grace_s = grace_s
@@ -211,7 +204,7 @@ class DbtSession:
     def _process(self) -> subprocess.Popen[str]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.dbt"], env=dbt_env(self.settings, self.run_id), cwd=REPO_ROOT,
+                [sys.executable, "-m", "flows.dbt_server"], env=dbt_env(self.settings, self.run_id), cwd=REPO_ROOT,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                 bufsize=1, start_new_session=True)
         return self._proc
@@ -279,7 +272,7 @@ _current_session: ContextVar[DbtSession | None] = ContextVar("dbt_session", defa
 
 
 @contextmanager
-def dbt_session(settings: Settings, run_id: str | None = None) -> Iterator[DbtSession]:
+def dbt_session(settings: OrchestrationSettings, run_id: str | None = None) -> Iterator[DbtSession]:
     """Within this block, every dbt command (run_dbt, show) runs in one shared dbt process, started
     on entering the block."""
     with DbtSession(settings, run_id).start() as session:
@@ -290,7 +283,7 @@ def dbt_session(settings: Settings, run_id: str | None = None) -> Iterator[DbtSe
             _current_session.reset(token)
 
 
-def invoke(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
+def invoke(args: list[str], settings: OrchestrationSettings, on_log: Callable[[LogLine], None] = print,
            timeout_s: float | None = None) -> int:
     """Run one dbt command, streaming its structured log; return its exit code. It runs in the
     current flow run's dbt session, or in a dbt process of its own when there is none."""
@@ -309,7 +302,7 @@ def prepare(args: list[str]) -> None:
         session.prepare(args)
 
 
-def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], None] = print,
+def run_dbt(args: list[str], settings: OrchestrationSettings, on_log: Callable[[LogLine], None] = print,
             timeout_s: float | None = None) -> list[NodeResult]:
     """Run one dbt command; return one result per node, or raise DbtFailure naming the failing ones."""
     errors: list[str] = []
@@ -328,72 +321,9 @@ def run_dbt(args: list[str], settings: Settings, on_log: Callable[[LogLine], Non
     return nodes
 
 
-# the labels (macro query_comment) that mark a BigQuery job as started by a flow run's dbt
-DBT_JOB_LABEL = ("app", "game_analytics_dbt")
-RUN_LABEL = "flow_run"
-
-
-def cancel_bigquery_jobs(settings: Settings, run_id: str | None = None, client: Any = None,
-                         wait_s: float = 120.0, poll_s: float = 2.0) -> list[str]:
-    """Cancel every BigQuery job a flow run's dbt started that is still pending or running (those of
-    `run_id`, or of any flow run when None: called while the run holds the warehouse, any such job
-    is an orphan of a stopped run), and wait until they have ended, so that no orphaned MERGE
-    writes beside the next build. Returns the cancelled job ids."""
-    from google.cloud import bigquery
-
-    client = client or bigquery.Client(project=settings.gcp_project, location=settings.bq_location)
-    key, value = DBT_JOB_LABEL
-    jobs = [job for state in ("running", "pending") for job in client.list_jobs(state_filter=state)
-            if job.labels.get(key) == value and job.labels.get(RUN_LABEL)
-            and (run_id is None or job.labels.get(RUN_LABEL) == run_id)]
-    for job in jobs:
-        client.cancel_job(job.job_id, project=job.project, location=job.location)
-    deadline = time.monotonic() + wait_s
-    pending = list(jobs)
-    while pending:
-        pending = [job for job in pending if client.get_job(job.job_id, project=job.project, location=job.location).state != "DONE"]
-        if pending and time.monotonic() > deadline:
-            raise TimeoutError(f"BigQuery jobs {[job.job_id for job in pending]} still run {wait_s} s after their cancellation")
-        if pending:
-            time.sleep(poll_s)
-    return [job.job_id for job in jobs]
-
-
-PARTIAL_PARSE = "partial_parse.msgpack"
-
-
-def seed_partial_parse(target_path: Path, candidates: Sequence[Path]) -> Path | None:
-    """Give a fresh target folder the parse state of an earlier one (another step of the same run,
-    or the project's own target folder, parsed when the image was built), so dbt parses only what
-    changed instead of the whole project: about 3 s less per dbt command here. dbt itself checks
-    the state is still valid (same vars, profile and files) and parses in full otherwise."""
-    if (target_path / PARTIAL_PARSE).exists():
-        return None
-    source = next((c / PARTIAL_PARSE for c in candidates if (c / PARTIAL_PARSE).exists()), None)
-    if source is not None:
-        target_path.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target_path / PARTIAL_PARSE)
-    return source
-
-
-def save_parse_state(target_path: Path, cache: Path) -> None:
-    """Keep the latest parse state where the next run's first dbt command finds it (atomically)."""
-    state = target_path / PARTIAL_PARSE
-    if state.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        tmp = cache / f".{PARTIAL_PARSE}.{os.getpid()}.tmp"
-        shutil.copyfile(state, tmp)
-        os.replace(tmp, cache / PARTIAL_PARSE)
-
-
-def option(args: Sequence[str], name: str) -> str | None:
-    """The value given to a command's option (`--name value`), or None."""
-    return args[args.index(name) + 1] if name in args[:-1] else None
-
-
 def target_dir(args: Sequence[str]) -> Path:
     """Where a dbt command writes its artifacts: its target path, relative to its project folder."""
-    return Path(option(args, "--project-dir") or DBT_DIR) / (option(args, "--target-path") or "target")
+    return dbt_server.target_dir(args, DBT_DIR)
 
 
 def read_run_results(target: Path) -> list[NodeResult]:
@@ -401,19 +331,12 @@ def read_run_results(target: Path) -> list[NodeResult]:
     path = next((target / name for name in ("run_results.json", "sources.json") if (target / name).exists()), None)
     if path is None:
         return []
-    return [
-        NodeResult(
-            unique_id=r["unique_id"],
-            resource_type=r["unique_id"].split(".", 1)[0],
-            status=r["status"],
-            message=r.get("message"),
-            rows_affected=(r.get("adapter_response") or {}).get("rows_affected"),
-        )
-        for r in json.loads(path.read_text())["results"]
-    ]
+    return [NodeResult(unique_id=r["unique_id"], resource_type=r["unique_id"].split(".", 1)[0], status=r["status"],
+                       message=r.get("message"), rows_affected=(r.get("adapter_response") or {}).get("rows_affected"))
+            for r in json.loads(path.read_text())["results"]]
 
 
-def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[dict[str, Any]]:
+def show(node: str, settings: OrchestrationSettings, target: str, limit: int = 100) -> list[dict[str, Any]]:
     """Rows of a model or analysis, read through dbt itself, so it works on either warehouse."""
     lines: list[str] = []
     args = dbt_args("show", target=target, select=[node]) + ["--limit", str(limit), "--output", "json"]
@@ -422,194 +345,3 @@ def show(node: str, settings: Settings, target: str, limit: int = 100) -> list[d
     if code != 0 or preview is None:
         raise DbtFailure("show", [node], "\n".join(lines[-20:]))
     return json.loads(preview)["show"]
-
-
-# the session command that parses ahead (DbtSession.prepare): the session's own, not dbt's
-PREPARE = "session-prepare"
-# the options that decide what dbt parses (with the project's files). A session's commands with the
-# same ones share one parsed manifest instead of each reading the parse state and writing it back.
-PARSE_OPTIONS = ("--project-dir", "--profiles-dir", "--profile", "--target", "--vars")
-# the commands that take a parsed manifest (dbt retry, deps, clean, debug parse on their own)
-TAKE_A_MANIFEST = {"build", "run", "test", "seed", "snapshot", "compile", "show", "list", "ls", "source",
-                   "run-operation", "docs"}
-# what a session keeps: the manifests of its last few distinct parse keys
-MANIFESTS_KEPT = 4
-
-
-def parse_key(args: Sequence[str]) -> tuple[Any, ...] | None:
-    """What a manifest parsed for this command depends on: the parse options and the size and time
-    of every project file (an edited model is parsed again). None: nothing to share (an option
-    given as --option=value, or a project folder that is not there)."""
-    if any(arg.split("=", 1)[0] in PARSE_OPTIONS for arg in args if "=" in arg and arg.startswith("--")):
-        return None
-    options = tuple((o, value) for o in PARSE_OPTIONS if (value := option(args, o)) is not None)
-    project = Path(dict(options).get("--project-dir", "."))
-    if not (project / "dbt_project.yml").is_file():
-        return None
-    files = []
-    for folder, subfolders, names in os.walk(project):
-        subfolders[:] = [d for d in subfolders if d not in ("target", "logs", "dbt_packages") and not d.startswith(".")]
-        for name in names:
-            stat = os.stat(os.path.join(folder, name))
-            files.append((folder, name, stat.st_mtime_ns, stat.st_size))
-    return options, tuple(sorted(files))
-
-
-def parse_options(args: Sequence[str]) -> list[str]:
-    """The options of a command that a `dbt parse` for it needs (its target path keeps the parse state)."""
-    return [part for o in (*PARSE_OPTIONS, "--target-path") if (value := option(args, o)) is not None
-            for part in (o, value)]
-
-
-def serve() -> int:
-    """The dbt session process: read one command per line (a JSON list of dbt arguments) from
-    stdin, run it with dbt's own runner, and end its output with END_OF_COMMAND and the exit code
-    the dbt CLI would have returned (0 success, 1 failed nodes, 2 error). Commands with the same
-    parse options share the manifest parsed for the first of them (dbtRunner(manifest=...))."""
-    import importlib
-
-    parent = os.getppid()
-    interrupted = threading.Event()
-
-    def interrupt(signum: int, frame: Any) -> None:
-        interrupted.set()
-        raise KeyboardInterrupt  # dbt cancels its adapter's open queries and jobs, and ends the command
-
-    signal.signal(signal.SIGINT, interrupt)
-
-    def end_with_the_flow() -> None:  # the flow process died (killed): its dbt stops too, gracefully
-        while os.getppid() == parent:
-            time.sleep(1)
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(STOP_GRACE_S)
-        os._exit(3)
-
-    threading.Thread(target=end_with_the_flow, daemon=True).start()
-
-    # dbt and the target's adapter are imported before the first command arrives
-    importlib.import_module("dbt.cli.main")
-    importlib.import_module({"bigquery": "dbt.adapters.bigquery"}.get(os.environ.get("GA_TARGET", ""), "dbt.adapters.duckdb"))
-    manifests: dict[tuple[Any, ...], Any] = {}
-    try:
-        serve_commands(manifests, interrupted)
-    except KeyboardInterrupt:  # interrupted between two commands: nothing to cancel
-        interrupted.set()
-    return INTERRUPTED if interrupted.is_set() else 0
-
-
-def serve_commands(manifests: dict[tuple[Any, ...], Any], interrupted: threading.Event) -> None:
-    for line in sys.stdin:
-        try:
-            result = run_command(json.loads(line), manifests)
-            code = 0 if result.success else (2 if result.exception is not None else 1)
-        except Exception as error:  # noqa: BLE001 - reported like the CLI reports it, the session goes on
-            print(json.dumps({"info": {"msg": f"dbt session: {error!r}", "level": "error"}}))
-            code = 2
-        except KeyboardInterrupt:  # outside dbt's own handling
-            interrupted.set()
-        if interrupted.is_set():  # the session ends with the interrupted command
-            sys.stdout.write(f"{END_OF_COMMAND}{INTERRUPTED}\n")
-            sys.stdout.flush()
-            return
-        sys.stdout.write(f"{END_OF_COMMAND}{code}\n")
-        sys.stdout.flush()
-
-
-def run_command(args: list[str], manifests: dict[tuple[Any, ...], Any]) -> Any:
-    """One command of a session, with the manifest parsed for an earlier command like it, if any
-    (``manifests``, by parse key, the most recently used last); `dbt parse` always parses.
-    [PREPARE, *args]: parse for commands like `args` unless done, and compile the macro templates."""
-    from dbt.cli.main import dbtRunner, dbtRunnerResult
-
-    def runner(manifest: Any = None) -> Any:
-        return dbtRunner(manifest=manifest, callbacks=[stream_log])
-
-    # dbt's own console log is off: stream_log writes the same lines
-    log = ["--log-level", "none", "--no-use-colors"]
-    preparing = args[0] == PREPARE
-    args = args[1:] if preparing else args
-    key = parse_key(args) if args[0] in (*TAKE_A_MANIFEST, "parse") else None
-    if key is None:
-        return runner().invoke([*log, *args])
-
-    def remember(manifest: Any) -> None:
-        manifests.pop(key, None)
-        manifests[key] = manifest
-        while len(manifests) > MANIFESTS_KEPT:
-            manifests.pop(next(iter(manifests)))
-
-    if args[0] == "parse" and not preparing:
-        result = runner().invoke([*log, *args])
-        if result.success:
-            remember(result.result)
-        return result
-    manifest = manifests.get(key)
-    if manifest is None:  # parsed now, for this command and the next ones like it (the parse
-        # writes manifest.json, once, to this command's target folder)
-        parsed = runner().invoke([*log, "parse", *parse_options(args)])
-        if not parsed.success:
-            return parsed  # the command fails as the CLI's would, with parse's errors
-        manifest = parsed.result
-    remember(manifest)
-    if preparing:
-        compile_macro_templates(manifest)
-        # what the commands share (the manifest, the compiled templates) is kept out of the garbage
-        # collector's full passes, which would otherwise walk it a few times in every command
-        gc.collect()
-        gc.freeze()
-        return dbtRunnerResult(success=True)
-    # the command's results are written as dbt writes them; the manifest it would write again
-    # (about 0.2 s a command) is the one the parse wrote
-    result = runner(manifest=manifest).invoke([*log, *args, "--no-write-json"])
-    if hasattr(result.result, "write"):
-        if isinstance(getattr(result.result, "args", None), dict):
-            # as the CLI records it: `dbt retry` repeats these arguments, and writes its results
-            result.result.args["write_json"] = True
-        result.result.write(str(results_path(args)))
-    return result
-
-
-# the levels dbt's console log shows at its default level, and the events it never shows
-CONSOLE_LEVELS = frozenset({"info", "warn", "error"})
-CONSOLE_HIDDEN = frozenset({"CacheAction", "CacheDumpGraph"})
-_stdout_lock = threading.Lock()
-
-
-def stream_log(msg: Any) -> None:
-    """A dbt event to the session's output, as one line of dbt's JSON console log at level info.
-    dbt's own console logger turns every event into JSON, the many debug ones too, before its level
-    filter drops them: a tenth of an hourly run's time. Here only the lines kept are written."""
-    from dbt_common.events.functions import env_scrubber, msg_to_json
-    from dbt_common.events.logger import PRINT_EVENT_NAMES
-
-    info = msg.info
-    if info.name in CONSOLE_HIDDEN or (info.level not in CONSOLE_LEVELS and info.name not in PRINT_EVENT_NAMES):
-        return
-    line = env_scrubber(msg_to_json(msg))
-    with _stdout_lock:
-        sys.stdout.write(line + "\n")
-        sys.stdout.flush()  # streamed as it happens, as dbt's console handler does
-
-
-def results_path(args: Sequence[str]) -> Path:
-    """Where dbt writes a command's results: run_results.json, or sources.json for source freshness."""
-    return target_dir(args) / ("sources.json" if args[0] == "source" else "run_results.json")
-
-
-def compile_macro_templates(manifest: Any) -> None:
-    """Compile every macro's Jinja template into dbt's process-wide template cache, as dbt does on
-    a macro's first use in a process (about 1 s for this project, otherwise spent inside the first
-    command). Nothing happens if that cache is not where dbt-common keeps it."""
-    try:
-        from dbt_common.clients.jinja import template_cache
-    except ImportError:
-        return
-    for macro in manifest.macros.values():
-        try:
-            template_cache.get_node_template(macro)
-        except Exception:  # noqa: BLE001 - such a macro fails where it is used, as it would have
-            pass
-
-
-if __name__ == "__main__":
-    sys.exit(serve())

@@ -17,7 +17,7 @@ from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import PREFECT_UI_URL
 
 from flows.dbt import DbtFailure
-from common.settings import OrchestrationSettings as Settings
+from common.settings import OrchestrationSettings
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def failure_report(flow: Any, flow_run: FlowRun, state: Any) -> FailureReport:
 
 
 def block_name(flow_run: FlowRun) -> str:
-    return (flow_run.parameters or {}).get("notify_block") or Settings().notify_block
+    return (flow_run.parameters or {}).get("notify_block") or OrchestrationSettings().notify_block
 
 
 def notify_failure(flow: Any, flow_run: FlowRun, state: Any) -> None:

@@ -1,14 +1,18 @@
-"""The run's KPI report: one self-contained HTML page of charts from the gold marts (Plotly, its
-JavaScript inlined: nothing is fetched when the page is viewed), and the headline numbers for the
-run's markdown summary. Rendering is pure (rows in, HTML out); reading gold goes through dbt's
-analyses (`dbt/analyses/report_*.sql`), so it works on either warehouse."""
+"""What a run shows its readers, rendered: the run summary (markdown: the batch loads, the dbt nodes
+and tests, the headline KPIs), and the KPI report, one self-contained HTML page of charts from the
+gold marts (Plotly, its JavaScript inlined: nothing is fetched when the page is viewed). Pure: rows
+in, text out; flows.publish reads gold and publishes the pages."""
 from __future__ import annotations
 
 import html
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from flows.dbt import NodeResult
+    from ingestion.batch.launch import LoadResult
 
 # the charts of the page, by element id: what a reader finds there
 CHARTS = {
@@ -19,7 +23,6 @@ CHARTS = {
     "funnel": "Level funnel: players who started each level",
 }
 RETENTION_DAYS = ("d1", "d7", "d30")
-REPORT_ROWS_LIMIT = 100_000
 
 
 @dataclass(frozen=True)
@@ -35,14 +38,6 @@ class KpiData:
         return sorted({str(r["game_id"]) for r in self.daily})
 
 
-def read_gold(settings: Any, target: str) -> KpiData:
-    """Every row of the three marts, through the current dbt session."""
-    from flows.dbt import show
-
-    def rows(name: str) -> list[dict[str, Any]]:
-        return show(f"report_{name}", settings, target=target, limit=REPORT_ROWS_LIMIT)
-
-    return KpiData(daily=rows("daily_kpis"), retention=rows("retention"), funnel=rows("level_funnel"))
 
 
 def number(value: Any) -> float | None:
@@ -149,65 +144,27 @@ def render_html(data: KpiData, title: str = "Game analytics: KPI report") -> str
             f"<h2>Latest day</h2>{table}{charts}</body></html>")
 
 
-def publish(name: str, content: bytes, content_type: str, run_id: str, settings: Any) -> str:
-    """Write one published file of a run and return its link: to the GCS bucket of
-    settings.reports_url (gs://bucket/prefix/<run id>/<name>) in production, else to
-    data_dir/reports/<run id>/<name>, with a copy in data_dir/reports/latest/."""
-    if settings.reports_url:
-        if not settings.reports_url.startswith("gs://"):
-            raise ValueError(f"reports_url must be gs://bucket[/prefix], got {settings.reports_url!r}")
-        from flows import gcp
-
-        bucket, _, prefix = settings.reports_url.removeprefix("gs://").partition("/")
-        blob = "/".join(part for part in (prefix.strip("/"), run_id, name) if part)
-        gcp.storage_client(settings).bucket(bucket).blob(blob).upload_from_string(content, content_type=content_type)
-        return f"https://storage.cloud.google.com/{bucket}/{blob}"
-    reports = settings.data_dir / "reports"
-    for folder in (run_id, "latest"):
-        (reports / folder).mkdir(parents=True, exist_ok=True)
-        (reports / folder / name).write_bytes(content)
-    return (reports / run_id / name).resolve().as_uri()
-
-
-def generate_docs(settings: Any, target: str, target_path: Any) -> bytes:
-    """`dbt docs generate --static` in the current dbt session: one HTML file with the manifest and
-    the warehouse's catalog inlined."""
-    from prefect import get_run_logger
-
-    from flows.dbt import DbtFailure, dbt_args, invoke
-
-    logger = get_run_logger()
-    args = [*dbt_args("docs generate", target=target, target_path=target_path), "--static"]
-    code = invoke(args, settings, on_log=lambda line: logger.log(
-        {"warn": 30, "error": 40}.get(line.level, 10), line.message))
-    page = target_path / "static_index.html"
-    if code != 0 or not page.exists():
-        raise DbtFailure("docs generate", [], f"exit code {code}, see the log above")
-    return page.read_bytes()
+def summary_markdown(loads: list[LoadResult], built: list[NodeResult], tested: list[NodeResult], kpis: list[dict]) -> str:
+    models = [n for n in built if n.resource_type in ("model", "seed", "snapshot")]
+    tests = [n for n in built + tested if n.resource_type in ("test", "unit_test", "source")]
+    lines = ["# Pipeline run", "", "## Batch ingestion", "", "| source | rows loaded | rows rejected | runner | job |", "|---|---|---|---|---|"]
+    lines += [f"| {r.source} | {r.rows_loaded} | {r.rows_rejected} | {r.runner} | {job_link(r)} |" for r in loads]
+    lines += ["", f"## dbt: {len(models)} models, {len(tests)} tests and checks", "", "| node | status | rows |", "|---|---|---|"]
+    lines += [f"| {n.unique_id} | {n.status} | {'' if n.rows_affected is None else n.rows_affected} |" for n in models]
+    by_status: dict[str, list[str]] = {}
+    for n in tests:
+        by_status.setdefault(n.status, []).append(n.unique_id)
+    lines += [""] + [f"- {status}: {len(names)}" for status, names in sorted(by_status.items())]
+    for status in ("warn", "fail", "error", "runtime error"):
+        lines += [f"  - {status}: `{name}`" for name in by_status.get(status, [])]
+    if kpis:
+        latest = kpis[0]["activity_date"]
+        lines += ["", f"## Headline KPIs, {latest}", "", "| game | " + " | ".join(k for k in kpis[0] if k not in ("activity_date", "game_id")) + " |"]
+        lines += ["|---" * (len(kpis[0]) - 1) + "|"]
+        lines += ["| " + " | ".join(str(v) for k, v in row.items() if k != "activity_date") + " |"
+                  for row in kpis if row["activity_date"] == latest]
+    return "\n".join(lines)
 
 
-def publish_run_report(settings: Any, target: str, run_dir: Any, run_id: str, docs: bool) -> str:
-    """The run's KPI report (and, with docs, the dbt docs) published and linked from the run as link
-    artifacts; the marts' freshness reported as an event. Returns the summary's markdown for them."""
-    from prefect.artifacts import create_link_artifact
-
-    from flows.assets import report_mart_freshness
-    from flows.dbt import show
-
-    data = read_gold(settings, target)
-    url = publish("kpi-report.html", render_html(data).encode(), "text/html; charset=utf-8", run_id, settings)
-    create_link_artifact(key="kpi-report", link=url, link_text="KPI report",
-                         description="DAU/MAU, revenue, ARPDAU, retention cohorts and the level funnel, from gold")
-    markdown = headline_markdown(data, url)
-    if docs:
-        docs_url = publish("dbt-docs.html", generate_docs(settings, target, run_dir / "docs"),
-                           "text/html; charset=utf-8", run_id, settings)
-        create_link_artifact(key="dbt-docs", link=docs_url, link_text="dbt docs",
-                             description="The dbt project's models, columns, tests and lineage, with the warehouse catalog")
-        markdown += f"\n\n[dbt docs]({docs_url})"
-    newest = show("report_freshness", settings, target=target, limit=1)
-    arrival = newest[0]["newest_arrival"] if newest else None
-    if isinstance(arrival, str):
-        arrival = datetime.fromisoformat(arrival.replace("Z", "+00:00"))
-    report_mart_freshness(arrival, target, settings.mart_max_age_hours)
-    return markdown
+def job_link(load: LoadResult) -> str:
+    return f"[{load.job_id}]({load.job_url})" if getattr(load, "job_url", None) else (load.job_id or "")

@@ -11,7 +11,7 @@ from google.auth.credentials import AnonymousCredentials
 from google.auth.transport.requests import AuthorizedSession
 from google.cloud import bigquery
 
-from flows.dbt import cancel_bigquery_jobs
+from flows.dbt_runs import cancel_bigquery_jobs
 from common.settings import OrchestrationSettings
 
 PROJECT = "studio-analytics"

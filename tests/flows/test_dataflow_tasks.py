@@ -13,7 +13,8 @@ from prefect import flow
 
 import flows.batch
 from flows.batch import DataflowJobFailed
-from flows.pipeline import PipelineParameters, ingest_batch
+from flows.parameters import PipelineParameters
+from flows.pipeline import ingest_batch
 from tests.gcp_keys import save_credentials_block
 
 

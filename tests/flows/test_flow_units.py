@@ -12,7 +12,9 @@ from google.api_core.exceptions import BadRequest, ServiceUnavailable, TooManyRe
 from flows.backfill import windows
 from flows.batch import poll_delays
 from flows.dbt import DbtFailure, LogLine, parse_log_line
-from flows.pipeline import PipelineParameters, resumable, summary_markdown
+from flows.dbt_runs import resumable
+from flows.parameters import PipelineParameters
+from flows.report import summary_markdown
 from flows.dbt import NodeResult
 from flows.retries import is_transient
 from ingestion.batch.launch import LoadResult
@@ -110,7 +112,7 @@ def test_the_run_summary_names_failing_and_warning_tests_and_headline_kpis() -> 
 
 
 def test_a_new_dbt_target_folder_starts_from_an_earlier_parse(tmp_path: Path) -> None:
-    from flows.dbt import PARTIAL_PARSE, seed_partial_parse
+    from flows.dbt_runs import PARTIAL_PARSE, seed_partial_parse
 
     build, test, image = tmp_path / "build", tmp_path / "test", tmp_path / "image"
     image.mkdir()
@@ -127,7 +129,7 @@ def test_the_flow_knows_every_batch_source_and_imports_no_pipeline_code() -> Non
     import subprocess
     import sys
 
-    from flows.pipeline import SOURCES
+    from flows.parameters import SOURCES
     from ingestion.batch.launch import SOURCES as BATCH_SOURCES
 
     assert SOURCES == BATCH_SOURCES
@@ -140,7 +142,7 @@ def test_old_dbt_run_folders_are_pruned_and_recent_ones_and_the_parse_state_kept
     import os
     import time
 
-    from flows.pipeline import prune_dbt_runs
+    from flows.dbt_runs import prune_dbt_runs
     from common.settings import OrchestrationSettings
 
     settings = OrchestrationSettings(data_dir=tmp_path, dbt_runs_keep_days=14)
@@ -161,7 +163,7 @@ def test_every_attempt_of_the_pipeline_runs_inside_the_warehouse_lease(monkeypat
 
     from google.api_core.exceptions import ServiceUnavailable
 
-    from flows import pipeline
+    from flows import pipeline, warehouse
 
     events: list[str] = []
 
@@ -179,7 +181,7 @@ def test_every_attempt_of_the_pipeline_runs_inside_the_warehouse_lease(monkeypat
 
     monkeypatch.setattr(pipeline, "warehouse_lease", lease)
     monkeypatch.setattr(pipeline, "build", build)
-    monkeypatch.setattr(pipeline, "get_run_logger", lambda: __import__("logging").getLogger("test"))
+    monkeypatch.setattr(warehouse, "get_run_logger", lambda: __import__("logging").getLogger("test"))
     monkeypatch.setenv("GA_FLOW_RETRY_DELAY_S", "0")
     assert pipeline.game_analytics_pipeline.fn() == []
     assert events == ["acquired", "attempt", "attempt", "released"]

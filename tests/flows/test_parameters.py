@@ -13,7 +13,8 @@ from pydantic import ValidationError
 
 from flows.backfill import game_analytics_backfill
 from flows.dbt import dbt_args
-from flows.pipeline import DbtVars, PipelineParameters, game_analytics_pipeline
+from flows.parameters import SOURCES, DbtVars, PipelineParameters
+from flows.pipeline import game_analytics_pipeline
 
 SQL_IN_A_VAR = {"arrival_lookback_hours": "3 hour) or true or (select 1)"}
 OPTIONS_IN_SELECT = ["m", "--vars", '{"start_date": "x"}', "--full-refresh"]
@@ -97,3 +98,18 @@ def test_the_deployment_schema_refuses_them_when_a_run_is_created(flow) -> None:
             validate({**base, **bad}, schema, raise_on_error=True, ignore_required=True)
     validate({**base, "vars": {"reconcile_hours": 3}, "select": ["tag:quality_gate"]}, schema, raise_on_error=True,
              ignore_required=True)
+
+
+def test_the_flows_parameters_are_the_models_fields_flat_in_its_schema() -> None:
+    """Declared once (PipelineParameters); the deployment's schema lists them flat, in the model's
+    order, under the names runs are started with (`-p full_refresh=true`, prefect.yaml)."""
+    schema = parameter_schema(game_analytics_pipeline).model_dump_for_openapi()
+    names = sorted(schema["properties"], key=lambda name: schema["properties"][name]["position"])
+    assert names == list(PipelineParameters.model_fields) == [
+        "target", "sources", "select", "exclude", "full_refresh", "start", "end", "vars", "freshness", "notify_block",
+        "dbt_timeout_s", "dataflow_timeout_s", "max_rejected_share", "batch_days", "changed_only", "docs"]
+    assert schema["properties"]["sources"]["default"] == list(SOURCES)
+    assert schema["properties"]["full_refresh"] == {"default": False, "position": 4, "title": "full_refresh",
+                                                     "type": "boolean"}
+    validated = game_analytics_pipeline.validate_parameters({"full_refresh": True, "batch_days": 7})
+    assert PipelineParameters(**validated) == PipelineParameters(full_refresh=True, batch_days=7)

@@ -14,7 +14,9 @@ import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from deployments.local.stack import AlertPrinter as Receiver
-from flows.pipeline import PipelineParameters, game_analytics_pipeline, resumable
+from flows.dbt_runs import resumable
+from flows.parameters import PipelineParameters
+from flows.pipeline import game_analytics_pipeline
 from ingestion.landing import write_table
 from common.settings import OrchestrationSettings
 from ingestion.sinks import GAME_EVENTS_SCHEMA

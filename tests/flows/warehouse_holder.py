@@ -15,7 +15,7 @@ from google.api_core.exceptions import ServiceUnavailable
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.pipeline import warehouse_lease, with_retries
+from flows.warehouse import warehouse_lease, with_retries
 
 
 @flow(name="warehouse-holder")

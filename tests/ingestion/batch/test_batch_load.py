@@ -380,7 +380,8 @@ def test_an_entirely_rejected_load_fails_its_task_with_the_reasons(
         settings: BatchSettings, write_export, read_bronze, prefect_api: str, monkeypatch: pytest.MonkeyPatch):
     from prefect import flow
 
-    from flows.pipeline import PipelineParameters, ingest_batch
+    from flows.parameters import PipelineParameters
+    from flows.pipeline import ingest_batch
 
     monkeypatch.setenv("GA_DATA_DIR", str(settings.data_dir))
     write_export(
@@ -462,7 +463,7 @@ def test_an_hourly_run_after_a_daily_run_loads_only_new_or_changed_exports(
 
 
 def test_the_flow_parameters_choose_the_batch_window():
-    from flows.pipeline import EARLIEST, PipelineParameters
+    from flows.parameters import EARLIEST, PipelineParameters
 
     today = date(2026, 3, 10)
     assert PipelineParameters().window(today) == (EARLIEST, date(2026, 3, 11))  # every export
