@@ -27,6 +27,7 @@ from google.cloud.dataflow_v1beta3 import (
     UpdateJobRequest,
 )
 
+from ingestion.batch.metrics import NAMESPACE, RowCounts, row_counts
 from ingestion.settings import Settings
 
 # Job.name in google.cloud.dataflow_v1beta3: "must match [a-z]([-a-z0-9]{0,1022}[a-z0-9])?"
@@ -303,21 +304,7 @@ def cancel_run_jobs(run_id: str, settings: Settings, client: JobsClient | None =
     return mine
 
 
-COUNTER_NAMESPACE = "ga_batch"  # the batch pipeline's Beam counters
-REJECTED_PREFIX = "rejected."  # rejected.<kind>: rows rejected for that kind of reason
-
-
-@dataclass(frozen=True)
-class JobCounts:
-    """A finished load's row counts, from its Beam counters."""
-
-    rows_read: int
-    rows_loaded: int
-    rows_rejected: int
-    rejection_reasons: dict[str, int]
-
-
-def counts_from_metrics(job_id: str, metrics: JobMetrics) -> JobCounts:
+def counts_from_metrics(job_id: str, metrics: JobMetrics) -> RowCounts:
     """The job's committed ``ga_batch`` counters, summed over the steps that report them.
 
     Dataflow reports a Beam counter as MetricUpdates of origin ``user`` with the context
@@ -330,20 +317,14 @@ def counts_from_metrics(job_id: str, metrics: JobMetrics) -> JobCounts:
     totals: dict[str, int] = {}
     for update in metrics.metrics:
         name = update.name
-        if (name.origin != "user" or name.context.get("namespace") != COUNTER_NAMESPACE
+        if (name.origin != "user" or name.context.get("namespace") != NAMESPACE
                 or name.context.get("tentative") == "true"):
             continue
         totals[name.name] = totals.get(name.name, 0) + int(update.scalar or 0)
-    return JobCounts(
-        rows_read=totals.get("rows_read", 0),
-        rows_loaded=totals.get("rows_loaded", 0),
-        rows_rejected=totals.get("rows_rejected", 0),
-        rejection_reasons={name.removeprefix(REJECTED_PREFIX): count for name, count in sorted(totals.items())
-                           if name.startswith(REJECTED_PREFIX) and count},
-    )
+    return row_counts(totals)
 
 
-def job_counts(job_id: str, settings: Settings, client: MetricsClient | None = None) -> JobCounts:
+def job_counts(job_id: str, settings: Settings, client: MetricsClient | None = None) -> RowCounts:
     """The row counts of a finished job, read with ``MetricsV1Beta3Client.get_job_metrics``."""
     if not settings.gcp_project:
         raise ValueError("Dataflow jobs need GA_GCP_PROJECT")

@@ -23,7 +23,6 @@ from apache_beam.runners.runner import PipelineRunner
 
 from ingestion.batch.dataflow import (
     FlexLaunch,
-    JobCounts,
     JobsClient,
     TemplatesClient,
     default_templates_client,
@@ -33,8 +32,9 @@ from ingestion.batch.dataflow import (
     launch_once,
 )
 from ingestion.batch.load import LoadResult, run_to_landing
+from ingestion.batch.metrics import RowCounts
 from ingestion.batch.options import LoadSpec
-from ingestion.batch.pipeline import DatabaseRead
+from ingestion.batch.database_reader import DatabaseRead
 from ingestion.batch.postgres import CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
 from ingestion.settings import Settings
@@ -190,7 +190,7 @@ def launch_dataflow(
     return DataflowLaunch(source, job_id, DATAFLOW_RUNNER)
 
 
-def dataflow_result(launched: DataflowLaunch, counts: JobCounts) -> LoadResult:
+def dataflow_result(launched: DataflowLaunch, counts: RowCounts) -> LoadResult:
     """The result of a Dataflow load that ended DONE, with the counts its job reported."""
     return LoadResult(source=launched.source, runner=launched.runner, job_id=launched.job_id,
                       rows_read=counts.rows_read, rows_loaded=counts.rows_loaded, rows_rejected=counts.rows_rejected,

@@ -43,9 +43,6 @@ USD_AMOUNT = pa.decimal128(18, 6)
 FX_RATE = pa.decimal128(38, 9)
 
 SNAPSHOT_FILE = "snapshot.parquet"
-# the rejected-row table's line number for rows read from a database (they have no line: the key in
-# their raw JSON identifies them)
-NO_LINE = 0
 
 # Lineage columns every bronze row carries.
 LINEAGE_FIELDS = (

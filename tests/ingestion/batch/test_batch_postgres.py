@@ -19,7 +19,9 @@ from apache_beam.testing.util import assert_that, equal_to
 from deployments.local.postgres import free_port
 from ingestion.batch.batches import type_batch
 from ingestion.batch.launch import LoadResult, local_runner, run_local
-from ingestion.batch.pipeline import VALID, DatabaseRead, RawRow, RowRejected, read_database, type_row
+from ingestion.batch.database_reader import DatabaseRead, read_database
+from ingestion.batch.export_reader import RawRow, RowRejected, type_row
+from ingestion.batch.pipeline import VALID
 from ingestion.batch.postgres import (
     DatabaseUnreachable,
     KeyRange,
