@@ -18,13 +18,12 @@ from ingestion.batch.pipeline import REJECTED, VALID, Loaded
 from ingestion.batch.postgres import (
     RangeRead,
     begin_snapshot,
-    connect,
     copy_columns,
     import_snapshot,
-    lineage,
     plan_ranges,
     read_range,
 )
+from ingestion.batch.postgres_connection import connect, lineage
 from ingestion.batch.rejected import NO_LINE, rejected_row
 from ingestion.batch.sources import TIMESTAMP, BatchSource, DatabaseTable
 

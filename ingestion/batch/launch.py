@@ -35,7 +35,7 @@ from ingestion.batch.load import LoadResult, run_to_landing
 from ingestion.batch.metrics import RowCounts
 from ingestion.batch.options import LoadSpec
 from ingestion.batch.database_reader import DatabaseRead
-from ingestion.batch.postgres import CloudSql
+from ingestion.batch.postgres_connection import CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
 from ingestion.settings import Settings
 

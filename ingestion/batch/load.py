@@ -28,7 +28,7 @@ from ingestion.batch.local_sink import stage_local
 from ingestion.batch.metrics import NAMESPACE, row_counts
 from ingestion.batch.pipeline import Loaded
 from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
-from ingestion.batch.postgres import check_table
+from ingestion.batch.postgres_connection import check_table
 from ingestion.batch.sources import TIMESTAMP, SourceFile
 from ingestion.batch.staging import promote, staged_rows, staging_area
 from ingestion.landing import write_table

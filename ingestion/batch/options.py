@@ -10,7 +10,7 @@ from typing import Literal
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from ingestion.batch.database_reader import DatabaseRead
-from ingestion.batch.postgres import IP_TYPES, CloudSql
+from ingestion.batch.postgres_connection import IP_TYPES, CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, BatchSource, check_window, get_source
 
 Sink = Literal["local", "bigquery"]
