@@ -21,21 +21,20 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner
 
-from ingestion.batch.dataflow import (
+from ingestion.batch.database_reader import DatabaseRead
+from ingestion.batch.dataflow import JobsClient, jobs_for
+from ingestion.batch.flex_template import (
     FlexLaunch,
-    JobsClient,
     TemplatesClient,
     default_templates_client,
+    flex_parameters,
     job_labels,
     job_name,
-    jobs_for,
     launch_once,
 )
 from ingestion.batch.load import LoadResult, run_to_landing
 from ingestion.batch.metrics import RowCounts
 from ingestion.batch.options import LoadSpec
-from ingestion.batch.database_reader import DatabaseRead
-from ingestion.batch.postgres_connection import CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
 from ingestion.settings import Settings
 
@@ -54,7 +53,7 @@ class DataflowLaunch:
 
     source: str
     job_id: str
-    runner: str = "DataflowRunner"
+    runner: str = DATAFLOW_RUNNER
 
 
 def local_runner() -> PipelineRunner:
@@ -99,48 +98,6 @@ def run_local(source: str, start: date, end: date, settings: Settings, only_chan
     DatabaseUnreachable naming the host and database. Any failure leaves bronze as it was."""
     spec = local_spec(source, start, end, settings)
     return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER, only_changed=only_changed)
-
-
-def flex_parameters(source: str, start: date, end: date, settings: Settings) -> dict[str, str]:
-    """The Flex Template parameters (names as in deployments/dataflow/metadata.json) of a load."""
-    batch_source = get_source(source)
-    parameters = {
-        "source": source,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "sink": "bigquery",
-        "bigquery_dataset": settings.bronze_dataset(),
-        "read_ranges": str(settings.read_ranges),
-    }
-    if settings.gcp_project:
-        parameters["bigquery_project"] = settings.gcp_project
-    if batch_source.database is not None and settings.cloudsql_instance:
-        # the workers authenticate as themselves (IAM): only names travel, never a credential
-        parameters.update(cloud_sql_parameters(settings))
-        parameters["postgres_schema"] = settings.postgres_schema
-    elif batch_source.database is not None and settings.postgres_dsn:
-        raise ValueError(f"a Dataflow load of {source} reads the database through Cloud SQL with IAM "
-                         "authentication: set GA_CLOUDSQL_INSTANCE and GA_CLOUDSQL_DATABASE (GA_POSTGRES_DSN "
-                         "serves in-process loads only and is never sent to Dataflow)")
-    elif settings.exports_url:
-        parameters["exports_location"] = settings.exports_url
-    else:
-        needs = "GA_EXPORTS_URL" if batch_source.database is None else "GA_CLOUDSQL_INSTANCE or GA_EXPORTS_URL"
-        raise ValueError(f"a Dataflow load of {source} needs {needs}")
-    return parameters
-
-
-def cloud_sql_parameters(settings: Settings) -> dict[str, str]:
-    """The Cloud SQL database the workers read, checked: the IAM user defaults to the workers'
-    service account, the identity the connector authenticates with on a worker."""
-    user = settings.cloudsql_user or settings.dataflow_service_account
-    if not user:
-        raise ValueError("GA_CLOUDSQL_INSTANCE needs GA_CLOUDSQL_USER or GA_DATAFLOW_SERVICE_ACCOUNT "
-                         "(the IAM database user is the workers' service account)")
-    database = CloudSql(settings.cloudsql_instance or "", settings.cloudsql_database or "", user,
-                        settings.cloudsql_ip_type)
-    return {"cloudsql_instance": database.instance, "cloudsql_database": database.database,
-            "cloudsql_user": database.user, "cloudsql_ip_type": database.ip_type}
 
 
 def check_export_files(source: str, start: date, end: date, exports_url: str | None) -> None:

@@ -23,19 +23,17 @@ from google.cloud.dataflow_v1beta3 import (
 )
 
 from ingestion.batch.dataflow import (
-    JOB_NAME,
     OUTCOMES,
     DataflowJobs,
     Outcome,
     cancel_run_jobs,
     console_url,
     job_counts,
-    job_name,
-    label_value,
     outcome,
 )
-from ingestion.batch.metrics import RowCounts
+from ingestion.batch.flex_template import JOB_NAME, job_name, label_value
 from ingestion.batch.launch import DataflowLaunch, launch
+from ingestion.batch.metrics import RowCounts
 from ingestion.batch.sources import SourceFileMissing
 from ingestion.settings import Settings
 

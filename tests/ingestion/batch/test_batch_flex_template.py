@@ -12,7 +12,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from ingestion.batch import main as entry_point
-from ingestion.batch.launch import flex_parameters
+from ingestion.batch.flex_template import flex_parameters
 from ingestion.batch.options import REQUIRED_OPTIONS, BatchLoadOptions, load_spec
 from ingestion.settings import REPO_ROOT, Settings
 
@@ -112,7 +112,7 @@ def test_no_password_or_dsn_in_the_launch_request_nor_the_beam_options():
     shows a job's options to anyone with dataflow.jobs.get and Beam logs them."""
     from google.cloud.dataflow_v1beta3 import LaunchFlexTemplateRequest
 
-    from ingestion.batch.dataflow import FlexLaunch, launch_request
+    from ingestion.batch.flex_template import FlexLaunch, launch_request
 
     dsn = f"postgresql://ingest:{SECRET}@10.1.2.3:5432/studio?password={SECRET}"
     settings = Settings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=dsn,
