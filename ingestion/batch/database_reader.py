@@ -34,8 +34,8 @@ class DatabaseRead:
     the schema, and how many key ranges to read in parallel."""
 
     dsn: str
-    schema: str = "public"
-    ranges: int = 8
+    schema: str
+    ranges: int
 
 
 def with_lineage(table: pa.Table, schema: pa.Schema, source_label: str, loaded_at: datetime) -> pa.RecordBatch:
