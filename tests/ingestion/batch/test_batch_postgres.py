@@ -496,18 +496,27 @@ class CloudSqlInstance:
                 raw.close()
                 continue
             backend = socket.create_connection(self.backend)
-            for source, target in ((tls, backend), (backend, tls)):
-                threading.Thread(target=self.pipe, args=(source, target), daemon=True).start()
+            threading.Thread(target=self.relay, args=(tls, backend), daemon=True).start()
 
     @staticmethod
-    def pipe(source, target) -> None:
+    def relay(tls, backend) -> None:
+        """Both directions in one thread: an SSL socket must not be read and written from two
+        threads at once (OpenSSL's connection state is not thread-safe)."""
+        import select
+
         try:
-            while data := source.recv(65536):
-                target.sendall(data)
+            while True:
+                # bytes already decrypted inside the SSL object are invisible to select
+                ready = [tls] if tls.pending() else select.select([tls, backend], [], [])[0]
+                for source in ready:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    (backend if source is tls else tls).sendall(data)
         except OSError:
             pass
         finally:
-            for end in (source, target):
+            for end in (tls, backend):
                 try:
                     end.close()
                 except OSError:
