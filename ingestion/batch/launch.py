@@ -108,16 +108,8 @@ def check_export_files(source: str, start: date, end: date, exports_url: str | N
         get_source(source).layout.files(exports_url, start, end)
 
 
-def launch_dataflow(
-    source: str,
-    start: date,
-    end: date,
-    settings: Settings,
-    *,
-    run_id: str | None = None,
-    templates: TemplatesClient | None = None,
-    jobs: JobsClient | None = None,
-) -> DataflowLaunch:
+def launch_dataflow(source: str, start: date, end: date, settings: Settings, run_id: str | None,
+                    templates: TemplatesClient | None, jobs: JobsClient | None) -> DataflowLaunch:
     """Launch the load's Flex Template job and return at once with its job id. The job is named
     after the run, the source and the window: a retry of the launch returns the job that an
     earlier attempt of the same run started, if still active, instead of starting another."""
@@ -174,4 +166,4 @@ def launch(
     if only_changed:
         raise ValueError("only_changed: the versions of loaded export files are kept in the local bronze only; "
                          "on bigquery, load a window of days")
-    return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates, jobs=jobs)
+    return launch_dataflow(source, start, end, settings, run_id, templates, jobs)
