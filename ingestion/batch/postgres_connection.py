@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import psycopg
@@ -29,7 +29,7 @@ class DatabaseUnreachable(ConnectionError):
 
 CLOUDSQL_SCHEME = "cloudsql://"
 IpType = Literal["private", "public", "psc"]
-IP_TYPES: tuple[str, ...] = ("private", "public", "psc")
+IP_TYPES: tuple[str, ...] = get_args(IpType)
 
 
 @dataclass(frozen=True)

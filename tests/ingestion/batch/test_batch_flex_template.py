@@ -64,6 +64,14 @@ def test_the_pipeline_takes_its_defaults_from_the_settings():
     assert spec.database.dsn.endswith(f"&ip_type={defaults['cloudsql_ip_type']}")
 
 
+def test_the_parameters_accept_what_the_settings_accept():
+    from typing import get_args
+
+    from ingestion.batch.postgres_connection import IP_TYPES
+
+    assert get_args(Settings.model_fields["cloudsql_ip_type"].annotation) == IP_TYPES
+
+
 def test_the_launch_parameters_are_read_back_as_the_load_the_settings_describe():
     settings = Settings(gcp_project="studio-analytics", target="bigquery", read_ranges=7, postgres_schema="studio",
                         cloudsql_instance="studio-analytics:europe-west1:studio-db", cloudsql_database="studio",
@@ -103,9 +111,10 @@ def test_dockerfile_entry_point_is_the_pipeline():
     in_repo = REPO_ROOT / Path(py_file).relative_to("/template")
     assert in_repo == Path(entry_point.__file__)
     assert 'if __name__ == "__main__":' in in_repo.read_text()
-    assert "python311-template-launcher-base" in dockerfile and "beam_python3.11_sdk:2.77.0" in dockerfile
-    pinned = (DATAFLOW / "requirements.txt").read_text().split()
     repo_pins = set((REPO_ROOT / "requirements.txt").read_text().split())
+    [beam_sdk] = re.findall(r"^ARG BEAM_SDK=apache/beam_python3\.11_sdk:(\S+)$", dockerfile, re.MULTILINE)
+    assert "python311-template-launcher-base" in dockerfile and f"apache-beam=={beam_sdk}" in repo_pins
+    pinned = (DATAFLOW / "requirements.txt").read_text().split()
     assert all(pin.replace("[gcp]", "") in repo_pins for pin in pinned if "==" in pin)
 
 
