@@ -20,35 +20,13 @@ chart) with the pool's base job template; the `warehouse` queue; ``prefect deplo
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
-from common import bronze
-from deployments.streaming import build, deploy
+from deployments.gcp import gke
+from deployments.gcp.target import DATAFLOW_ACCOUNT_ID, FLOWS_ACCOUNT_ID, GIT_COMMIT, WEBHOOK_SECRET, Target, gcloud
+from deployments.streaming import deploy
 from deployments.streaming.deploy import Step, dataset_step
 
-# pinned prefect-worker chart: its schema and templates are in deployments/gke/prefect-worker-chart/
-WORKER_CHART_VERSION: Final = "2026.8.18172642"
-WORKER_RELEASE: Final = "prefect-worker"
-WORKER_NAMESPACE: Final = "prefect"
-FLOWS_NAMESPACE: Final = "game-analytics"
-FLOWS_KSA: Final = "game-analytics-flows"
-WORK_POOL: Final = "gke-autopilot"
-WORK_QUEUE: Final = "warehouse"
-WORKER_VALUES: Final = "deployments/gke/worker-values.yaml"
-BASE_JOB_TEMPLATE: Final = "deployments/gke/base-job-template.json"
-API_KEY_SECRET: Final = "prefect-api-key"  # in WORKER_NAMESPACE, key `key` (worker-values.yaml)
-# Secret Manager; blocks/register.py reads it (GcpSecret) on the machine running the set-up and keeps the
-# URL in the Prefect block: the flow runs never read the secret
-WEBHOOK_SECRET: Final = "ga-slack-webhook"
-AUDIT_DATASET_DAYS: Final = 30  # stored test failures (dbt store_failures) expire after this
-
-FLOWS_ACCOUNT_ID: Final = "ga-flows"
-DATAFLOW_ACCOUNT_ID: Final = "ga-dataflow"
 APIS: Final = (
     *deploy.APIS,
     "container.googleapis.com",
@@ -59,99 +37,7 @@ APIS: Final = (
     "sqladmin.googleapis.com",
     "iamcredentials.googleapis.com",
 )
-GIT_COMMIT: Final = "{git_commit}"
-PREFECT_ACCOUNT: Final = "{prefect_account_id}"
-PREFECT_WORKSPACE: Final = "{prefect_workspace_id}"
-_API_URL_PART = (
-    "import re; from prefect.settings import PREFECT_API_URL; "
-    "m = re.search(r'/accounts/([^/]+)/workspaces/([^/]+)', PREFECT_API_URL.value() or ''); print(m[{}] if m else '')"
-)
-
-
-@dataclass(frozen=True)
-class Target:
-    project: str
-    region: str = "europe-west1"
-    dataset_prefix: str = "game_analytics"
-    bq_location: str = "EU"
-    cluster: str = "game-analytics"
-    source: Path = build.DEFAULT_OUT
-    dataflow_secrets: tuple[str, ...] = field(default=())  # Secret Manager secrets the workers may read
-    # the studio's operational database (players, store_items): a Cloud SQL for PostgreSQL
-    # instance "project:region:instance" and its database, reached with IAM database authentication
-    cloudsql_instance: str | None = None  # default: PROJECT:REGION:studio
-    cloudsql_database: str = "studio"
-
-    @classmethod
-    def example(cls) -> Target:
-        return cls(project="my-project")
-
-    def account(self, account_id: str) -> str:
-        return f"{account_id}@{self.project}.iam.gserviceaccount.com"
-
-    @property
-    def flows_account(self) -> str:
-        return self.account(FLOWS_ACCOUNT_ID)
-
-    @property
-    def dataflow_account(self) -> str:
-        return self.account(DATAFLOW_ACCOUNT_ID)
-
-    def dataset(self, layer: str) -> str:
-        return bronze.dataset(self.dataset_prefix, layer)
-
-    @property
-    def dataflow_bucket(self) -> str:  # temp and staging files of the Dataflow jobs
-        return f"{self.project}-dataflow"
-
-    @property
-    def templates_bucket(self) -> str:  # the Flex Template spec: written by this set-up only
-        return f"{self.project}-dataflow-templates"
-
-    @property
-    def reports_bucket(self) -> str:  # each run's KPI report and the dbt docs
-        return f"{self.project}-reports"
-
-    @property
-    def exports_bucket(self) -> str:  # the studio's daily exports (fx_rates)
-        return f"{self.project}-exports"
-
-    @property
-    def registry(self) -> str:
-        return f"{self.region}-docker.pkg.dev/{self.project}/game-analytics"
-
-    @property
-    def dataflow_image(self) -> str:
-        return f"{self.registry}/batch-load:{GIT_COMMIT}"
-
-    @property
-    def template_path(self) -> str:
-        return f"gs://{self.templates_bucket}/batch-load.json"
-
-    def streaming(self) -> deploy.Target:
-        return deploy.Target(self.project, self.region, self.dataset_prefix, self.bq_location, self.source)
-
-    def deploy_env(self) -> dict[str, str]:
-        """What `prefect deploy` reads into the production deployments' job variables (prefect.yaml)."""
-        return {
-            "GA_IMAGE_REPOSITORY": f"{self.registry}/flows",
-            "GA_GCP_PROJECT": self.project,
-            "GA_GCP_REGION": self.region,
-            "GA_BQ_DATASET_PREFIX": self.dataset_prefix,
-            "GA_BQ_LOCATION": self.bq_location,
-            "GA_EXPORTS_URL": f"gs://{self.exports_bucket}/daily",
-            "GA_REPORTS_URL": f"gs://{self.reports_bucket}/reports",
-            "GA_DATAFLOW_TEMPLATE_PATH": self.template_path,
-            "GA_DATAFLOW_SDK_IMAGE": self.dataflow_image,
-            "GA_DATAFLOW_TEMP_LOCATION": f"gs://{self.dataflow_bucket}/tmp",
-            "GA_DATAFLOW_SERVICE_ACCOUNT": self.dataflow_account,
-            "GA_CLOUDSQL_INSTANCE": self.cloudsql_instance or f"{self.project}:{self.region}:studio",
-            "GA_CLOUDSQL_DATABASE": self.cloudsql_database,
-        }
-
-
-def gcloud(t: Target, *args: str) -> tuple[str, ...]:
-    return ("gcloud", *args, f"--project={t.project}", "--quiet")
+AUDIT_DATASET_DAYS: Final = 30  # stored test failures (dbt store_failures) expire after this
 
 
 def member(email: str) -> str:
@@ -170,60 +56,6 @@ def bucket_grant(t: Target, bucket: str, email: str, role: str, why: str) -> Ste
 
 def dataset_grant(t: Target, dataset: str, email: str, role: str, why: str) -> Step:
     return Step(why, ("bq", "add-iam-policy-binding", member(email), f"--role={role}", f"{t.project}:{dataset}"))
-
-
-def kubectl_apply(name: str, manifest: dict) -> Step:
-    return Step(name, ("kubectl", "apply", "-f", "-"), stdin=json.dumps(manifest, indent=2))
-
-
-def worker_api_key_secret() -> str:
-    """The Secret the worker keeps the API key in, in the flow runs' namespace: prefect-kubernetes
-    names it `prefect-<worker name>-api-key` (jobApiKeyPropagation: autoSecret)."""
-    import yaml
-
-    values = yaml.safe_load((build.REPO_ROOT / WORKER_VALUES).read_text())
-    return f"prefect-{values['worker']['config']['name']}-api-key"
-
-
-def worker_role(t: Target) -> dict:
-    """The worker's permissions in the flow runs' namespace: the chart's own Role, except Secrets,
-    which it reads and updates by name only (Kubernetes cannot restrict `create` by name)."""
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": WORKER_RELEASE, "namespace": FLOWS_NAMESPACE},
-        "rules": [
-            {"apiGroups": [""], "resources": ["events", "pods", "pods/log", "pods/status"],
-             "verbs": ["get", "watch", "list"]},
-            {"apiGroups": ["batch"], "resources": ["jobs"],
-             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-            {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
-            {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [worker_api_key_secret()],
-             "verbs": ["get", "update", "delete"]},
-        ],
-    }
-
-
-def worker_role_binding() -> dict:
-    return {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": WORKER_RELEASE, "namespace": FLOWS_NAMESPACE},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": WORKER_RELEASE},
-        "subjects": [{"kind": "ServiceAccount", "name": WORKER_RELEASE, "namespace": WORKER_NAMESPACE}],
-    }
-
-
-def helm_install(t: Target) -> Step:
-    return Step(
-        "the worker (Helm, pinned chart; the pool's base job template comes from these values only)",
-        ("helm", "upgrade", "--install", WORKER_RELEASE, "prefect/prefect-worker",
-         f"--version={WORKER_CHART_VERSION}", f"--namespace={WORKER_NAMESPACE}", f"--values={WORKER_VALUES}",
-         f"--set-file=worker.config.baseJobTemplate.configuration={BASE_JOB_TEMPLATE}",
-         f"--set=worker.cloudApiConfig.accountId={PREFECT_ACCOUNT}",
-         f"--set=worker.cloudApiConfig.workspaceId={PREFECT_WORKSPACE}", "--wait"),
-        needs=(PREFECT_ACCOUNT, PREFECT_WORKSPACE),
-    )
 
 
 def steps(t: Target) -> list[Step]:
@@ -313,67 +145,14 @@ def steps(t: Target) -> list[Step]:
                     "--sdk-language=PYTHON", "--metadata-file=deployments/dataflow/metadata.json"),
              needs=(GIT_COMMIT,)),
     ]
-
-    # GKE Autopilot (Workload Identity is on from the start)
-    ksa_member = f"serviceAccount:{t.project}.svc.id.goog[{FLOWS_NAMESPACE}/{FLOWS_KSA}]"
-    out += [
-        Step("GKE Autopilot cluster", gcloud(t, "container", "clusters", "create-auto", t.cluster, f"--region={t.region}"),
-             exists=gcloud(t, "container", "clusters", "describe", t.cluster, f"--region={t.region}")),
-        Step("kubectl talks to the cluster",
-             gcloud(t, "container", "clusters", "get-credentials", t.cluster, f"--region={t.region}")),
-    ]
-    for namespace in (FLOWS_NAMESPACE, WORKER_NAMESPACE):
-        out.append(Step(f"namespace {namespace}", ("kubectl", "create", "namespace", namespace),
-                        exists=("kubectl", "get", "namespace", namespace)))
-    out += [
-        Step("the flow runs' Kubernetes service account",
-             ("kubectl", "create", "serviceaccount", FLOWS_KSA, f"--namespace={FLOWS_NAMESPACE}"),
-             exists=("kubectl", "get", "serviceaccount", FLOWS_KSA, f"--namespace={FLOWS_NAMESPACE}")),
-        Step("... acts as the flows' Google account (Workload Identity)",
-             ("kubectl", "annotate", "--overwrite", "serviceaccount", FLOWS_KSA, f"--namespace={FLOWS_NAMESPACE}",
-              f"iam.gke.io/gcp-service-account={flows}")),
-        Step("... which lets it (and nothing else)",
-             gcloud(t, "iam", "service-accounts", "add-iam-policy-binding", flows, f"--member={ksa_member}",
-                    "--role=roles/iam.workloadIdentityUser")),
-        kubectl_apply("the worker's Role in the flow runs' namespace (Secrets by name)", worker_role(t)),
-        kubectl_apply("... bound to the worker's service account", worker_role_binding()),
-        Step("the worker's Prefect API key (read from PREFECT_API_KEY)",
-             ("kubectl", "create", "secret", "generic", API_KEY_SECRET, f"--namespace={WORKER_NAMESPACE}",
-              "--from-file=key=/dev/stdin"),
-             exists=("kubectl", "get", "secret", API_KEY_SECRET, f"--namespace={WORKER_NAMESPACE}"),
-             stdin_env="PREFECT_API_KEY"),
-    ]
-
-    # Prefect Cloud: alerts, the worker, the queue, the deployments
-    py = sys.executable
-    deploy_env = [f"{k}={v}" for k, v in t.deploy_env().items()]
-    out += [
-        Step("alert block (webhook URL from Secret Manager)",
-             ("env", f"GA_GCP_PROJECT={t.project}", f"GA_SLACK_WEBHOOK_SECRET={WEBHOOK_SECRET}", py, "-m", "blocks.register")),
-        Step("automations (failed, crashed, late and zombie runs, stale marts)", (py, "-m", "blocks.automations")),
-        Step("Helm knows the Prefect charts",
-             ("helm", "repo", "add", "--force-update", "prefect", "https://prefecthq.github.io/prefect-helm")),
-        helm_install(t),
-        Step("wait until the worker has created its pool (from the values' template)",
-             ("sh", "-c", f"for i in $(seq 60); do {shlex.quote(py)} -m prefect work-pool inspect {WORK_POOL} "
-                          f">/dev/null 2>&1 && exit 0; sleep 5; done; echo 'no work pool {WORK_POOL}' >&2; exit 1")),
-        Step("the one-build-at-a-time queue",
-             (py, "-m", "prefect", "work-queue", "create", WORK_QUEUE, f"--pool={WORK_POOL}", "--limit=1"),
-             exists=(py, "-m", "prefect", "work-queue", "inspect", WORK_QUEUE, f"--pool={WORK_POOL}")),
-        Step("the production deployments (builds and pushes the flow image)",
-             ("env", *deploy_env, py, "-m", "prefect", "deploy", "-n", "hourly", "-n", "daily", "-n", "backfill"),
-             needs=(GIT_COMMIT,)),
-        Step("the production deployments' SLAs", (py, "-m", "blocks.slas")),
-    ]
-    return out
+    return out + gke.cluster_steps(t) + gke.prefect_steps(t)
 
 
 def lookups(t: Target) -> dict[str, tuple[str, ...]]:
     return {
         **deploy.lookups(t.streaming()),
         GIT_COMMIT: ("git", "rev-parse", "--short=12", "HEAD"),
-        PREFECT_ACCOUNT: (sys.executable, "-c", _API_URL_PART.format(1)),
-        PREFECT_WORKSPACE: (sys.executable, "-c", _API_URL_PART.format(2)),
+        **gke.prefect_lookups(),
     }
 
 

@@ -1,6 +1,6 @@
 """Typing and validating a whole Arrow table of text values at once (pure).
 
-The result is exactly what typing each row with :func:`ingestion.batch.pipeline.type_row` gives
+The result is exactly what typing each row with :func:`ingestion.batch.export_reader.type_row` gives
 (same values, same reasons): every column goes through its own parser, and Arrow only takes a
 shortcut where it provably agrees with that parser:
 
@@ -16,7 +16,6 @@ held by more than one valid row rejects every copy.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -170,7 +169,3 @@ def type_batch(source: BatchSource, texts: pa.Table) -> TypedBatch:
         table = _without_rows(table, duplicates)
     return TypedBatch(table.cast(pa.schema([c.field() for c in source.columns])), sorted(rejected))
 
-
-def raw_json(texts: pa.Table, row: int) -> str:
-    """A row as read, as the JSON object the rejected table keeps (NULL as null)."""
-    return json.dumps({name: texts.column(name)[row].as_py() for name in texts.column_names}, ensure_ascii=False)

@@ -35,7 +35,7 @@ import pyarrow as pa
 from apache_beam.io.gcp.bigquery import WriteToBigQuery
 from google.cloud import bigquery
 
-from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE
+from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import BatchSource, DailyFiles, SourceFile
 
 

@@ -1,38 +1,30 @@
-"""Dataflow through Google's client (``google-cloud-dataflow-client``): launching the batch load's
-Flex Template (once per run, source and window), reading a job's state and row counts, cancelling
-it. Pure request building around a thin layer of calls; the clients are injected, so orchestration
-code and tests choose them."""
+"""A batch load's jobs on Dataflow, through Google's client (``google-cloud-dataflow-client``):
+their state and what it means to orchestration, the jobs of one orchestration run (found by name),
+cancelling, and a finished job's row counts. Launching: ingestion/batch/flex_template.py. The
+clients are injected, so orchestration code and tests choose them."""
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import date
+from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
-from google.api_core.exceptions import Conflict
 from google.cloud.dataflow_v1beta3 import (
-    FlexTemplateRuntimeEnvironment,
     GetJobMetricsRequest,
     GetJobRequest,
     Job,
     JobMetrics,
     JobState,
     JobView,
-    LaunchFlexTemplateParameter,
-    LaunchFlexTemplateRequest,
     ListJobsRequest,
     UpdateJobRequest,
 )
 
+from ingestion.batch.metrics import NAMESPACE, RowCounts, row_counts
 from common.settings import BatchSettings
 
-# Job.name in google.cloud.dataflow_v1beta3: "must match [a-z]([-a-z0-9]{0,1022}[a-z0-9])?"
-JOB_NAME = re.compile(r"^[a-z]([-a-z0-9]{0,1022}[a-z0-9])?$")
-LABEL_VALUE_MAX = 63
-APP_LABEL = "game-analytics"
+JOB_PREFIX = "ga-"  # every job the platform launches is named ga-...
 
 
 class Outcome(str, Enum):
@@ -95,79 +87,7 @@ def run_prefix(run_id: str) -> str:
     part = name_part(run_id)
     if not part:
         raise ValueError(f"run id {run_id!r} has no letter or digit to name a job with")
-    return f"ga-{part}-"
-
-
-def job_name(source: str, start: date, end: date, run_id: str | None = None) -> str:
-    """``ga-<run id>-<source>-<start yyyymmdd>-<end yyyymmdd>``: the same name for every launch of
-    one run's load of one window, so a retried launch finds the job an earlier attempt started.
-    Without a run id (an ad-hoc launch) the run part is random: such launches are not deduplicated."""
-    prefix = run_prefix(run_id) if run_id else f"ga-adhoc-{uuid.uuid4().hex[:12]}-"
-    name = f"{prefix}{name_part(source)}-{start:%Y%m%d}-{end:%Y%m%d}"
-    if not JOB_NAME.match(name):
-        raise ValueError(f"job name {name!r} is not a valid Dataflow job name")
-    return name
-
-
-def label_value(text: str) -> str:
-    """A GCP label value: lowercase letters, digits, '-' and '_', at most 63 characters."""
-    return re.sub(r"[^a-z0-9_-]", "-", text.lower())[:LABEL_VALUE_MAX]
-
-
-def job_labels(source: str, run_id: str | None) -> dict[str, str]:
-    labels = {"app": APP_LABEL, "source": label_value(source)}
-    if run_id:
-        labels["run_id"] = label_value(run_id)
-    return labels
-
-
-@dataclass(frozen=True)
-class FlexLaunch:
-    """What one launch of the batch load's Flex Template needs."""
-
-    project: str
-    region: str
-    template_path: str  # gs://.../batch-load.json, written by `gcloud dataflow flex-template build`
-    job_name: str
-    parameters: Mapping[str, str]
-    labels: Mapping[str, str] = field(default_factory=dict)
-    temp_location: str | None = None
-    service_account: str | None = None
-    max_workers: int | None = None
-    sdk_container_image: str = ""
-
-
-def launch_request(launch: FlexLaunch) -> LaunchFlexTemplateRequest:
-    # Without the project's image the workers would run Beam's stock SDK image, which lacks the
-    # ``ingestion`` package and its libraries: every bundle would fail on the workers.
-    if not launch.sdk_container_image:
-        raise ValueError(f"Dataflow job {launch.job_name!r} needs the batch load's SDK container image "
-                         "(GA_DATAFLOW_SDK_IMAGE, the image the Flex Template was built from)")
-    # staging next to the temp files: unset, Dataflow would create a default bucket of its own,
-    # outside the buckets the set-up creates and grants
-    staging = f"{launch.temp_location.rstrip('/').rsplit('/', 1)[0]}/staging" if launch.temp_location else ""
-    environment = FlexTemplateRuntimeEnvironment(
-        temp_location=launch.temp_location or "",
-        staging_location=staging,
-        service_account_email=launch.service_account or "",
-        max_workers=launch.max_workers or 0,
-        additional_user_labels=dict(launch.labels),
-        sdk_container_image=launch.sdk_container_image,
-    )
-    return LaunchFlexTemplateRequest(
-        project_id=launch.project,
-        location=launch.region,
-        launch_parameter=LaunchFlexTemplateParameter(
-            job_name=launch.job_name,
-            container_spec_gcs_path=launch.template_path,
-            parameters=dict(launch.parameters),
-            environment=environment,
-        ),
-    )
-
-
-class TemplatesClient(Protocol):
-    def launch_flex_template(self, request: LaunchFlexTemplateRequest) -> Any: ...
+    return f"{JOB_PREFIX}{part}-"
 
 
 class JobsClient(Protocol):
@@ -180,47 +100,6 @@ class JobsClient(Protocol):
 
 class MetricsClient(Protocol):
     def get_job_metrics(self, request: GetJobMetricsRequest) -> JobMetrics: ...
-
-
-def launch_flex_template(client: TemplatesClient, launch: FlexLaunch) -> str:
-    """Launch the template; returns the new job's id without waiting for the job."""
-    response = client.launch_flex_template(request=launch_request(launch))
-    job_id = response.job.id
-    if not job_id:
-        raise RuntimeError(f"Dataflow accepted job {launch.job_name!r} in {launch.project}/{launch.region} "
-                           "but returned no job id")
-    return str(job_id)
-
-
-def launch_once(templates: TemplatesClient, jobs: DataflowJobs, launch: FlexLaunch) -> str:
-    """The id of the job running this load (``launch.job_name``: one name per run, source and
-    window), launching it only when no such job is active.
-
-    A launch whose response was lost (a timeout, a 503 after the job was created) is retried with
-    the same name: the lookup finds the job the first attempt started. Dataflow refuses a second
-    active job of one name with ALREADY_EXISTS (409, :class:`Conflict`) when the lookup missed it
-    (a job listed a moment late): that job is adopted as well. A job being cancelled or drained
-    (its watcher gave up on it) is not adopted, and it still holds its name: the new job is named
-    ``<name>-2`` (``-3``, ...)."""
-    def same_load() -> list[Job]:
-        return [job for job in jobs.active_jobs()
-                if job.name == launch.job_name or job.name.startswith(f"{launch.job_name}-")]
-
-    def running(found: list[Job]) -> str | None:
-        return next((str(job.id) for job in found if job.current_state not in GOING_AWAY), None)
-
-    found = same_load()
-    if (job_id := running(found)) is not None:
-        return job_id
-    taken = {job.name for job in found}
-    names = [launch.job_name, *(f"{launch.job_name}-{n}" for n in range(2, len(taken) + 2))]
-    name = next(name for name in names if name not in taken)
-    try:
-        return launch_flex_template(templates, replace(launch, job_name=name))
-    except Conflict:
-        if (job_id := running(same_load())) is None:
-            raise
-        return job_id
 
 
 @dataclass(frozen=True)
@@ -277,7 +156,7 @@ def get_job_state(job_id: str, settings: BatchSettings, client: JobsClient | Non
     return jobs_for(settings, client).get_job_state(job_id)
 
 
-RUN_JOB = re.compile(r"^ga-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
+RUN_JOB = re.compile("^" + JOB_PREFIX + r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})-")
 
 
 def active_jobs_by_run(settings: BatchSettings, client: JobsClient | None = None) -> dict[str, list[str]]:
@@ -303,21 +182,7 @@ def cancel_run_jobs(run_id: str, settings: BatchSettings, client: JobsClient | N
     return mine
 
 
-COUNTER_NAMESPACE = "ga_batch"  # the batch pipeline's Beam counters
-REJECTED_PREFIX = "rejected."  # rejected.<kind>: rows rejected for that kind of reason
-
-
-@dataclass(frozen=True)
-class JobCounts:
-    """A finished load's row counts, from its Beam counters."""
-
-    rows_read: int
-    rows_loaded: int
-    rows_rejected: int
-    rejection_reasons: dict[str, int]
-
-
-def counts_from_metrics(job_id: str, metrics: JobMetrics) -> JobCounts:
+def counts_from_metrics(job_id: str, metrics: JobMetrics) -> RowCounts:
     """The job's committed ``ga_batch`` counters, summed over the steps that report them.
 
     Dataflow reports a Beam counter as MetricUpdates of origin ``user`` with the context
@@ -330,20 +195,14 @@ def counts_from_metrics(job_id: str, metrics: JobMetrics) -> JobCounts:
     totals: dict[str, int] = {}
     for update in metrics.metrics:
         name = update.name
-        if (name.origin != "user" or name.context.get("namespace") != COUNTER_NAMESPACE
+        if (name.origin != "user" or name.context.get("namespace") != NAMESPACE
                 or name.context.get("tentative") == "true"):
             continue
         totals[name.name] = totals.get(name.name, 0) + int(update.scalar or 0)
-    return JobCounts(
-        rows_read=totals.get("rows_read", 0),
-        rows_loaded=totals.get("rows_loaded", 0),
-        rows_rejected=totals.get("rows_rejected", 0),
-        rejection_reasons={name.removeprefix(REJECTED_PREFIX): count for name, count in sorted(totals.items())
-                           if name.startswith(REJECTED_PREFIX) and count},
-    )
+    return row_counts(totals)
 
 
-def job_counts(job_id: str, settings: BatchSettings, client: MetricsClient | None = None) -> JobCounts:
+def job_counts(job_id: str, settings: BatchSettings, client: MetricsClient | None = None) -> RowCounts:
     """The row counts of a finished job, read with ``MetricsV1Beta3Client.get_job_metrics``."""
     if not settings.gcp_project:
         raise ValueError("Dataflow jobs need GA_GCP_PROJECT")
@@ -360,11 +219,3 @@ def job_counts(job_id: str, settings: BatchSettings, client: MetricsClient | Non
 def cancel_job(job_id: str, settings: BatchSettings, client: JobsClient | None = None) -> None:
     """Request cancellation (``update_job`` with requested_state JOB_STATE_CANCELLED); returns at once."""
     jobs_for(settings, client).cancel_job(job_id)
-
-
-def default_templates_client() -> TemplatesClient:
-    from google.cloud.dataflow_v1beta3 import FlexTemplatesServiceClient
-
-    return FlexTemplatesServiceClient()
-
-

@@ -21,21 +21,20 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.runners.runner import PipelineRunner
 
-from ingestion.batch.dataflow import (
+from ingestion.batch.database_reader import DatabaseRead
+from ingestion.batch.dataflow import JobsClient, jobs_for
+from ingestion.batch.flex_template import (
     FlexLaunch,
-    JobCounts,
-    JobsClient,
     TemplatesClient,
     default_templates_client,
+    flex_parameters,
     job_labels,
     job_name,
-    jobs_for,
     launch_once,
 )
 from ingestion.batch.load import LoadResult, run_to_landing
+from ingestion.batch.metrics import RowCounts
 from ingestion.batch.options import LoadSpec
-from ingestion.batch.pipeline import DatabaseRead
-from ingestion.batch.postgres import CloudSql
 from ingestion.batch.sources import BATCH_SOURCES, check_window, get_source
 from common.settings import BatchSettings
 
@@ -54,7 +53,7 @@ class DataflowLaunch:
 
     source: str
     job_id: str
-    runner: str = "DataflowRunner"
+    runner: str = DATAFLOW_RUNNER
 
 
 def local_runner() -> PipelineRunner:
@@ -101,48 +100,6 @@ def run_local(source: str, start: date, end: date, settings: BatchSettings, only
     return run_to_landing(spec, local_runner(), local_options(), LOCAL_RUNNER, only_changed=only_changed)
 
 
-def flex_parameters(source: str, start: date, end: date, settings: BatchSettings) -> dict[str, str]:
-    """The Flex Template parameters (names as in deployments/dataflow/metadata.json) of a load."""
-    batch_source = get_source(source)
-    parameters = {
-        "source": source,
-        "start": start.isoformat(),
-        "end": end.isoformat(),
-        "sink": "bigquery",
-        "bigquery_dataset": settings.bronze_dataset(),
-        "read_ranges": str(settings.read_ranges),
-    }
-    if settings.gcp_project:
-        parameters["bigquery_project"] = settings.gcp_project
-    if batch_source.database is not None and settings.cloudsql_instance:
-        # the workers authenticate as themselves (IAM): only names travel, never a credential
-        parameters.update(cloud_sql_parameters(settings))
-        parameters["postgres_schema"] = settings.postgres_schema
-    elif batch_source.database is not None and settings.postgres_dsn:
-        raise ValueError(f"a Dataflow load of {source} reads the database through Cloud SQL with IAM "
-                         "authentication: set GA_CLOUDSQL_INSTANCE and GA_CLOUDSQL_DATABASE (GA_POSTGRES_DSN "
-                         "serves in-process loads only and is never sent to Dataflow)")
-    elif settings.exports_url:
-        parameters["exports_location"] = settings.exports_url
-    else:
-        needs = "GA_EXPORTS_URL" if batch_source.database is None else "GA_CLOUDSQL_INSTANCE or GA_EXPORTS_URL"
-        raise ValueError(f"a Dataflow load of {source} needs {needs}")
-    return parameters
-
-
-def cloud_sql_parameters(settings: BatchSettings) -> dict[str, str]:
-    """The Cloud SQL database the workers read, checked: the IAM user defaults to the workers'
-    service account, the identity the connector authenticates with on a worker."""
-    user = settings.cloudsql_user or settings.dataflow_service_account
-    if not user:
-        raise ValueError("GA_CLOUDSQL_INSTANCE needs GA_CLOUDSQL_USER or GA_DATAFLOW_SERVICE_ACCOUNT "
-                         "(the IAM database user is the workers' service account)")
-    database = CloudSql(settings.cloudsql_instance or "", settings.cloudsql_database or "", user,
-                        settings.cloudsql_ip_type)
-    return {"cloudsql_instance": database.instance, "cloudsql_database": database.database,
-            "cloudsql_user": database.user, "cloudsql_ip_type": database.ip_type}
-
-
 def check_export_files(source: str, start: date, end: date, exports_url: str | None) -> None:
     """Before launching: the export folder or file the job will read exists (raises
     SourceFileMissing naming the path). The database is checked by the job itself: the workers
@@ -151,16 +108,8 @@ def check_export_files(source: str, start: date, end: date, exports_url: str | N
         get_source(source).layout.files(exports_url, start, end)
 
 
-def launch_dataflow(
-    source: str,
-    start: date,
-    end: date,
-    settings: BatchSettings,
-    *,
-    run_id: str | None = None,
-    templates: TemplatesClient | None = None,
-    jobs: JobsClient | None = None,
-) -> DataflowLaunch:
+def launch_dataflow(source: str, start: date, end: date, settings: Settings, run_id: str | None,
+                    templates: TemplatesClient | None, jobs: JobsClient | None) -> DataflowLaunch:
     """Launch the load's Flex Template job and return at once with its job id. The job is named
     after the run, the source and the window: a retry of the launch returns the job that an
     earlier attempt of the same run started, if still active, instead of starting another."""
@@ -190,7 +139,7 @@ def launch_dataflow(
     return DataflowLaunch(source, job_id, DATAFLOW_RUNNER)
 
 
-def dataflow_result(launched: DataflowLaunch, counts: JobCounts) -> LoadResult:
+def dataflow_result(launched: DataflowLaunch, counts: RowCounts) -> LoadResult:
     """The result of a Dataflow load that ended DONE, with the counts its job reported."""
     return LoadResult(source=launched.source, runner=launched.runner, job_id=launched.job_id,
                       rows_read=counts.rows_read, rows_loaded=counts.rows_loaded, rows_rejected=counts.rows_rejected,
@@ -217,4 +166,4 @@ def launch(
     if only_changed:
         raise ValueError("only_changed: the versions of loaded export files are kept in the local bronze only; "
                          "on bigquery, load a window of days")
-    return launch_dataflow(source, start, end, settings, run_id=run_id, templates=templates, jobs=jobs)
+    return launch_dataflow(source, start, end, settings, run_id, templates, jobs)

@@ -9,7 +9,6 @@ a re-exported one is. A file changed while it was being loaded keeps its earlier
 and is loaded again by the next run."""
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,20 +22,13 @@ from apache_beam.runners.runner import PipelineResult, PipelineRunner
 
 from ingestion.batch.bigquery import write_bronze_to_bigquery
 from ingestion.batch.options import LoadSpec
-from ingestion.batch.pipeline import (
-    METRICS_NAMESPACE,
-    REJECTED_PREFIX,
-    REJECTED_SCHEMA,
-    REJECTED_TABLE,
-    ROWS_LOADED,
-    ROWS_READ,
-    ROWS_REJECTED,
-    Loaded,
-    read_database,
-    read_exports,
-    stage_local,
-)
-from ingestion.batch.postgres import check_table
+from ingestion.batch.database_reader import read_database
+from ingestion.batch.export_reader import read_exports
+from ingestion.batch.local_sink import stage_local
+from ingestion.batch.metrics import NAMESPACE, row_counts
+from ingestion.batch.pipeline import Loaded
+from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
+from ingestion.batch.postgres_connection import check_table
 from ingestion.batch.sources import TIMESTAMP, SourceFile
 from ingestion.batch.staging import promote, staged_rows, staging_area
 from ingestion.landing import write_table
@@ -92,17 +84,9 @@ def check_load(result: LoadResult, max_rejected_share: float) -> None:
     )
 
 
-def counts_from_metrics(counters: Mapping[str, int]) -> tuple[int, int, int, dict[str, int]]:
-    """(rows read, loaded, rejected, rejection kind -> rows) from the pipeline's counters by name
-    (namespace ga_batch; a counter never incremented is absent, so 0)."""
-    reasons = {name.removeprefix(REJECTED_PREFIX): rows for name, rows in counters.items()
-               if name.startswith(REJECTED_PREFIX) and rows}
-    return counters.get(ROWS_READ, 0), counters.get(ROWS_LOADED, 0), counters.get(ROWS_REJECTED, 0), reasons
-
-
 def pipeline_counters(result: PipelineResult) -> dict[str, int]:
     """The load's counters from a finished pipeline's metrics, by name."""
-    query = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    query = result.metrics().query(MetricsFilter().with_namespace(NAMESPACE))
     counters: dict[str, int] = {}
     for counter in query["counters"]:
         value = counter.committed if counter.committed is not None else counter.attempted
@@ -201,7 +185,8 @@ def run_to_landing(spec: LoadSpec, runner: PipelineRunner, options: PipelineOpti
     with staging_area(landing, f"batch-{name}") as staging:
         with beam.Pipeline(runner=runner, options=options) as pipeline:
             build_load(pipeline, spec, files, staging)
-        read, loaded, rejected, reasons = counts_from_metrics(pipeline_counters(pipeline.result))
+        counts = row_counts(pipeline_counters(pipeline.result))
+        read, loaded, rejected = counts.rows_read, counts.rows_loaded, counts.rows_rejected
         staged = (staged_rows(staging, name), staged_rows(staging, REJECTED_TABLE))
         if staged != (loaded, rejected) or read != loaded + rejected:  # no row lost on the way
             raise RuntimeError(f"batch load of {name}: counted {read} rows read, {loaded} loaded and {rejected} "
@@ -210,4 +195,4 @@ def run_to_landing(spec: LoadSpec, runner: PipelineRunner, options: PipelineOpti
         promote(staging, landing, {name: spec.source.schema, REJECTED_TABLE: REJECTED_SCHEMA,
                                    LOADED_FILES_TABLE: LOADED_FILES_SCHEMA})
     return LoadResult(name, runner_name, None, rows_read=read, rows_loaded=loaded, rows_rejected=rejected,
-                      rejection_reasons=reasons)
+                      rejection_reasons=counts.rejection_reasons)

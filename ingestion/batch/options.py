@@ -1,25 +1,17 @@
-"""The batch load's pipeline options: the Flex Template's parameters (``deployments/dataflow/
-metadata.json`` lists exactly these), parsed into a validated :class:`LoadSpec`."""
+"""The batch load's pipeline options: the Flex Template's parameters
+(:data:`ingestion.batch.parameters.PARAMETERS`), parsed into a validated :class:`LoadSpec`."""
 from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
-from typing import Literal
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from ingestion.batch.pipeline import DatabaseRead
-from ingestion.batch.postgres import IP_TYPES, CloudSql
-from ingestion.batch.sources import BATCH_SOURCES, BatchSource, check_window, get_source
-
-Sink = Literal["local", "bigquery"]
-SINKS: tuple[str, ...] = ("bigquery", "local")
-DEFAULT_READ_RANGES = 8
-# Required parameters. Not argparse's ``required=True``: Beam parses every imported PipelineOptions
-# subclass whenever any pipeline's options are read, so a required flag would break every other
-# pipeline in the process. load_spec() enforces these instead, naming the missing one.
-REQUIRED_OPTIONS: frozenset[str] = frozenset({"source"})
+from ingestion.batch.database_reader import DatabaseRead
+from ingestion.batch.parameters import PARAMETERS, REQUIRED, Sink
+from ingestion.batch.postgres_connection import CloudSql
+from ingestion.batch.sources import BatchSource, check_window, get_source
 
 
 class BatchLoadOptions(PipelineOptions):
@@ -27,39 +19,9 @@ class BatchLoadOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--source", default=None, choices=sorted(BATCH_SOURCES),
-                            help="The batch source to load: players, store_items or fx_rates.")
-        parser.add_argument("--start", default=None,
-                            help="First export date to load (YYYY-MM-DD); daily sources only.")
-        parser.add_argument("--end", default=None,
-                            help="Last export date to load (YYYY-MM-DD), inclusive; daily sources only.")
-        parser.add_argument("--exports_location", default=None,
-                            help="Folder or gs:// prefix holding the export files (fx_rates/, and the "
-                                 "players/store_items extracts when no database is given).")
-        parser.add_argument("--cloudsql_instance", default=None,
-                            help="Connection name (project:region:instance) of the operational "
-                                 "database's Cloud SQL instance; players and store_items are read "
-                                 "from it when given, with IAM database authentication.")
-        parser.add_argument("--cloudsql_database", default=None,
-                            help="The database on the Cloud SQL instance.")
-        parser.add_argument("--cloudsql_user", default=None,
-                            help="The IAM database user: the workers' service account email.")
-        parser.add_argument("--cloudsql_ip_type", default="private", choices=IP_TYPES,
-                            help="How the workers reach the instance: private, public or psc.")
-        parser.add_argument("--postgres_schema", default="public",
-                            help="Schema of the operational tables.")
-        parser.add_argument("--read_ranges", type=int, default=DEFAULT_READ_RANGES,
-                            help="Key ranges a database table is split into and read in parallel.")
-        parser.add_argument("--sink", default="bigquery", choices=SINKS,
-                            help="Where bronze is written: bigquery (file loads) or local (Parquet).")
-        parser.add_argument("--bigquery_project", default=None,
-                            help="Project of the bronze dataset; defaults to the job's project.")
-        parser.add_argument("--bigquery_dataset", default=None,
-                            help="The bronze dataset, e.g. game_analytics_bronze (sink bigquery).")
-        parser.add_argument("--landing_dir", default=None,
-                            help="The local landing area (sink local).")
-        parser.add_argument("--loaded_at", default=None,
-                            help="The load's _loaded_at, ISO-8601 with offset; defaults to now.")
+        for parameter in PARAMETERS:
+            parser.add_argument(f"--{parameter.name}", default=parameter.default, type=parameter.type,
+                                choices=parameter.choices or None, help=parameter.help_text)
 
 
 @dataclass(frozen=True)
@@ -108,7 +70,7 @@ def load_spec(options: PipelineOptions) -> LoadSpec:
     """The load the options describe; raises ValueError naming the option that is wrong or missing."""
     load = options.view_as(BatchLoadOptions)
     cloud = options.view_as(GoogleCloudOptions)
-    for name in sorted(REQUIRED_OPTIONS):
+    for name in sorted(REQUIRED):
         if getattr(load, name) in (None, ""):
             raise ValueError(f"--{name} is required")
     source = get_source(load.source)

@@ -62,12 +62,20 @@ def parse_bool(field: str, value: str | None) -> bool | None:
     raise FieldError(field, value, "is not a boolean (expected true or false)")
 
 
-def parse_date(field: str, value: str | None) -> date | None:
+def matching(field: str, value: str | None, pattern: re.Pattern[str], problem: str) -> str | None:
+    """``value`` when it matches ``pattern``, None when blank; raises FieldError naming ``problem``."""
     if is_blank(value):
         return None
     assert value is not None
-    if not _DATE.match(value):
-        raise FieldError(field, value, "is not a date (expected YYYY-MM-DD)")
+    if not pattern.match(value):
+        raise FieldError(field, value, problem)
+    return value
+
+
+def parse_date(field: str, value: str | None) -> date | None:
+    if matching(field, value, _DATE, "is not a date (expected YYYY-MM-DD)") is None:
+        return None
+    assert value is not None
     try:
         return date.fromisoformat(value)
     except ValueError:
@@ -76,13 +84,10 @@ def parse_date(field: str, value: str | None) -> date | None:
 
 def parse_timestamp(field: str, value: str | None) -> datetime | None:
     """An ISO-8601 timestamp with a UTC offset (``Z`` or ``+hh:mm``), returned in UTC."""
-    if is_blank(value):
+    problem = "is not an ISO-8601 timestamp with a UTC offset (e.g. 2024-01-31T12:00:00Z)"
+    if matching(field, value, _TIMESTAMP, problem) is None:
         return None
     assert value is not None
-    if not _TIMESTAMP.match(value):
-        raise FieldError(
-            field, value, "is not an ISO-8601 timestamp with a UTC offset (e.g. 2024-01-31T12:00:00Z)"
-        )
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z"))
     except ValueError:
@@ -95,11 +100,9 @@ def decimal_parser(precision: int, scale: int) -> Parser:
     never rounded (a value with more fractional digits than ``scale`` is an error, not a guess)."""
 
     def parse(field: str, value: str | None) -> Decimal | None:
-        if is_blank(value):
+        if matching(field, value, _DECIMAL, "is not a decimal number") is None:
             return None
         assert value is not None
-        if not _DECIMAL.match(value):
-            raise FieldError(field, value, "is not a decimal number")
         with localcontext() as context:
             context.prec = 2 * precision + len(value)  # wide enough that nothing here rounds
             number = Decimal(value)
@@ -113,28 +116,26 @@ def decimal_parser(precision: int, scale: int) -> Parser:
     return parse
 
 
-def positive(parser: Parser, kind: str = "not_positive") -> Parser:
-    """``parser``, then require the value to be strictly greater than zero."""
+def requiring(parser: Parser, holds: Callable[[Any], bool], problem: str, kind: str) -> Parser:
+    """``parser``, then require ``holds(value)`` of every value it returns (NULL aside)."""
 
     def parse(field: str, value: str | None) -> Any:
         parsed = parser(field, value)
-        if parsed is not None and not parsed > 0:
-            raise FieldError(field, value, "is not greater than 0", kind)
+        if parsed is not None and not holds(parsed):
+            raise FieldError(field, value, problem, kind)
         return parsed
 
     return parse
+
+
+def positive(parser: Parser, kind: str = "not_positive") -> Parser:
+    """``parser``, then require the value to be strictly greater than zero."""
+    return requiring(parser, lambda number: number > 0, "is not greater than 0", kind)
 
 
 def non_negative(parser: Parser, kind: str = "negative") -> Parser:
     """``parser``, then require the value to be zero or more."""
-
-    def parse(field: str, value: str | None) -> Any:
-        parsed = parser(field, value)
-        if parsed is not None and parsed < 0:
-            raise FieldError(field, value, "is negative", kind)
-        return parsed
-
-    return parse
+    return requiring(parser, lambda number: number >= 0, "is negative", kind)
 
 
 def parse_currency(field: str, value: str | None) -> str | None:

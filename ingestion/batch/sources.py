@@ -43,9 +43,6 @@ USD_AMOUNT = pa.decimal128(18, 6)
 FX_RATE = pa.decimal128(38, 9)
 
 SNAPSHOT_FILE = "snapshot.parquet"
-# the rejected-row table's line number for rows read from a database (they have no line: the key in
-# their raw JSON identifies them)
-NO_LINE = 0
 
 # Lineage columns every bronze row carries.
 LINEAGE_FIELDS = (
@@ -222,8 +219,21 @@ def date_matches_export(row: Mapping[str, Any], export_date: date | None) -> Non
         )
 
 
-PLAYERS = BatchSource(
-    name="players",
+def studio_table(name: str, columns: tuple[Column, ...], key: tuple[str, ...], split_key: str) -> BatchSource:
+    """A table of the studio's operational database, of the same name, with its CSV extract
+    ``<name>.csv`` as a second way in."""
+    return BatchSource(name=name, columns=columns, key=key, layout=FullSnapshot(f"{name}.csv"),
+                       database=DatabaseTable(name, split_key=split_key))
+
+
+def daily_export(name: str, columns: tuple[Column, ...], key: tuple[str, ...], row_checks: tuple[RowCheck, ...]) -> BatchSource:
+    """A daily CSV export: ``<name>/<name>_YYYY-MM-DD.csv``."""
+    return BatchSource(name=name, columns=columns, key=key, layout=DailyFiles(folder=name, prefix=f"{name}_"),
+                       row_checks=row_checks)
+
+
+PLAYERS = studio_table(
+    "players",
     columns=(
         Column("player_id", pa.string(), parse_string),
         Column("game_id", pa.string(), parse_string),
@@ -234,12 +244,11 @@ PLAYERS = BatchSource(
         Column("updated_at", TIMESTAMP, parse_timestamp),
     ),
     key=("game_id", "player_id"),
-    layout=FullSnapshot("players.csv"),
-    database=DatabaseTable("players", split_key="player_id"),
+    split_key="player_id",
 )
 
-STORE_ITEMS = BatchSource(
-    name="store_items",
+STORE_ITEMS = studio_table(
+    "store_items",
     columns=(
         Column("sku", pa.string(), parse_string),
         Column("game_id", pa.string(), parse_string),
@@ -249,19 +258,17 @@ STORE_ITEMS = BatchSource(
         Column("updated_at", TIMESTAMP, parse_timestamp),
     ),
     key=("game_id", "sku"),
-    layout=FullSnapshot("store_items.csv"),
-    database=DatabaseTable("store_items", split_key="sku"),
+    split_key="sku",
 )
 
-FX_RATES = BatchSource(
-    name="fx_rates",
+FX_RATES = daily_export(
+    "fx_rates",
     columns=(
         Column("date", pa.date32(), parse_date),
         Column("currency", pa.string(), parse_currency),
         Column("usd_per_unit", FX_RATE, positive(decimal_parser(38, 9), kind="negative_rate")),
     ),
     key=("date", "currency"),
-    layout=DailyFiles(folder="fx_rates", prefix="fx_rates_"),
     row_checks=(date_matches_export,),
 )
 

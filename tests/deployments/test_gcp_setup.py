@@ -18,7 +18,7 @@ import pytest
 from google.cloud import monitoring_v3
 from prefect.utilities.templating import apply_values
 
-from deployments.gcp import setup
+from deployments.gcp import gke, setup
 from deployments.streaming import config as streaming
 from common.settings import REPO_ROOT
 from tests.deployments.test_prefect_yaml import PRODUCTION, deployments
@@ -134,8 +134,8 @@ def test_every_resource_a_step_uses_was_created_by_an_earlier_step(commands: lis
                 ref = next(g for g in m.groups() if g)
                 if kind == "ksa" and m[2]:  # `serviceaccount NAME --namespace=NS`
                     ref = f"{m[3]}/{m[2]}"
-                if kind == "worker" and ref == setup.WORK_POOL:
-                    ref = setup.WORKER_RELEASE  # the worker creates its pool when it starts
+                if kind == "worker" and ref == gke.WORK_POOL:
+                    ref = gke.WORKER_RELEASE  # the worker creates its pool when it starts
                 if kind == "image" and ":" not in ref.rsplit("/", 1)[-1]:
                     continue
                 used += 1

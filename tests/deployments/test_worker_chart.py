@@ -26,14 +26,14 @@ from prefect_kubernetes import worker as k8s_worker
 from prefect_kubernetes.settings import KubernetesSettings
 from prefect_kubernetes.worker import KubernetesWorker, KubernetesWorkerJobConfiguration
 
-from deployments.gcp import setup
+from deployments.gcp import gke, setup
 from tests.deployments.test_prefect_yaml import GKE_TEMPLATE
 from common.settings import REPO_ROOT
 
 GKE = REPO_ROOT / "deployments" / "gke"
 CHART = GKE / "prefect-worker-chart"
 VALUES = GKE / "worker-values.yaml"
-RELEASE_NAMESPACE = setup.WORKER_NAMESPACE
+RELEASE_NAMESPACE = gke.WORKER_NAMESPACE
 JOB_NAMESPACE = "game-analytics"
 API_KEY = "pnu_0123456789abcdef"
 
@@ -111,18 +111,18 @@ def test_the_values_pass_the_pinned_charts_schema_and_set_what_the_platform_reli
         ("worker", "image", "prefectTag"): "3.9.1-python3.11-kubernetes",
         ("worker", "cloudApiConfig", "jobApiKeyPropagation"): "autoSecret",
         ("worker", "config", "jobNamespace"): JOB_NAMESPACE,
-        ("worker", "config", "workPool"): setup.WORK_POOL,
+        ("worker", "config", "workPool"): gke.WORK_POOL,
         ("role", "create"): False,
         ("rolebinding", "create"): False,
-        ("serviceAccount", "name"): setup.WORKER_RELEASE,
+        ("serviceAccount", "name"): gke.WORKER_RELEASE,
     }
     for path, expected in relied_on.items():
         node: Any = own
         for key in path:
             node = node.get(key) if isinstance(node, dict) else None
         assert node == expected, f"worker-values.yaml: {'.'.join(path)} is {node!r}, not {expected!r}"
-    assert f"--version={setup.WORKER_CHART_VERSION}" in " ".join(setup.helm_install(setup.Target.example()).command)
-    assert setup.WORKER_CHART_VERSION in (CHART / "README.md").read_text()
+    assert f"--version={gke.WORKER_CHART_VERSION}" in " ".join(gke.helm_install(setup.Target.example()).command)
+    assert gke.WORKER_CHART_VERSION in (CHART / "README.md").read_text()
 
 
 def test_the_observer_watches_the_flow_runs_namespace() -> None:
@@ -140,7 +140,7 @@ def test_the_base_job_template_comes_from_the_values_and_is_synced_at_every_star
     assert_in_template("configmap.yaml", "baseJobTemplate.json: {{ include \"worker.baseJobTemplate\" . }}")
     v = values()
     assert json.loads(v["worker"]["config"]["baseJobTemplate"]["configuration"]) == json.loads(GKE_TEMPLATE.read_text())
-    helm = setup.helm_install(setup.Target.example()).command
+    helm = gke.helm_install(setup.Target.example()).command
     assert "--set-file=worker.config.baseJobTemplate.configuration=deployments/gke/base-job-template.json" in helm
     # the pool is created by the worker from the same values; nothing else writes its template
     for step in setup.steps(setup.Target.example()):
@@ -239,7 +239,7 @@ def test_the_workers_role_allows_exactly_what_it_does_to_secrets(monkeypatch: py
     """The set-up's Role for the worker in the flow runs' namespace: Secrets only by name (Kubernetes
     cannot restrict `create` by name), and every call the worker makes is allowed by it."""
     cluster, namespace, _ = submit_flow_run(VALUES, monkeypatch)
-    role = setup.worker_role(setup.Target.example())
+    role = gke.worker_role(setup.Target.example())
     assert role["metadata"]["namespace"] == namespace
     for verb, resource, ns, name in cluster.calls:
         assert ns == namespace

@@ -33,7 +33,8 @@ from deployments.streaming.deploy import SCHEMA_DIR
 from ingestion.batch.bigquery import bronze_destination, rejected_destination
 from ingestion.batch.launch import check_export_files, run_local
 from ingestion.batch.main import main as batch_main
-from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE, rejected_file
+from ingestion.batch.local_sink import rejected_file
+from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import BATCH_SOURCES, SourceFile
 from common.settings import OrchestrationSettings
 from ingestion.streaming.settings import FunctionSettings

@@ -27,7 +27,7 @@ from ingestion.batch.bigquery import (
 from ingestion.batch.launch import local_runner
 from ingestion.batch.load import build_load
 from ingestion.batch.options import load_spec
-from ingestion.batch.pipeline import REJECTED_SCHEMA, REJECTED_TABLE
+from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import BATCH_SOURCES, FX_RATES, PLAYERS, SourceFile, daily_bronze_file
 from common.settings import REPO_ROOT
 

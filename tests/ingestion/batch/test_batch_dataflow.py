@@ -23,19 +23,17 @@ from google.cloud.dataflow_v1beta3 import (
 )
 
 from ingestion.batch.dataflow import (
-    JOB_NAME,
     OUTCOMES,
     DataflowJobs,
-    JobCounts,
     Outcome,
     cancel_run_jobs,
     console_url,
     job_counts,
-    job_name,
-    label_value,
     outcome,
 )
+from ingestion.batch.flex_template import JOB_NAME, job_name, label_value
 from ingestion.batch.launch import DataflowLaunch, launch
+from ingestion.batch.metrics import RowCounts
 from ingestion.batch.sources import SourceFileMissing
 from common.settings import BatchSettings
 
@@ -309,7 +307,7 @@ def test_a_finished_jobs_row_counts_are_its_committed_ga_batch_counters(producti
 
     counts = job_counts("job-9", production, client=fake)
 
-    assert counts == JobCounts(rows_read=1000, rows_loaded=970, rows_rejected=30,
+    assert counts == RowCounts(rows_read=1000, rows_loaded=970, rows_rejected=30,
                                rejection_reasons={"duplicate_key": 10, "invalid_value": 20})
     [request] = fake.requests
     assert (request.project_id, request.location, request.job_id) == ("studio-analytics", "europe-west1", "job-9")
@@ -317,7 +315,7 @@ def test_a_finished_jobs_row_counts_are_its_committed_ga_batch_counters(producti
 
 def test_counters_never_incremented_are_zero_but_no_metrics_at_all_is_an_error(production: BatchSettings):
     system_only = JobMetrics(metrics=[counter("ElementCount", 0, "s1", origin="dataflow/v1b3")])
-    assert job_counts("job-1", production, client=FakeMetrics(system_only)) == JobCounts(0, 0, 0, {})
+    assert job_counts("job-1", production, client=FakeMetrics(system_only)) == RowCounts(0, 0, 0, {})
     with pytest.raises(RuntimeError, match="job-2 reported no metrics"):
         job_counts("job-2", production, client=FakeMetrics(JobMetrics()))
 

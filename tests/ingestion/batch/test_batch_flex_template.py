@@ -11,9 +11,11 @@ from pathlib import Path
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from deployments.dataflow import metadata
 from ingestion.batch import main as entry_point
-from ingestion.batch.launch import flex_parameters
-from ingestion.batch.options import REQUIRED_OPTIONS, BatchLoadOptions, load_spec
+from ingestion.batch.flex_template import flex_parameters
+from ingestion.batch.options import BatchLoadOptions, load_spec
+from ingestion.batch.parameters import REQUIRED
 from common.settings import REPO_ROOT, BatchSettings
 
 DATAFLOW = REPO_ROOT / "deployments" / "dataflow"
@@ -26,22 +28,64 @@ def option_arguments() -> dict[str, argparse.Action]:
     return {action.dest: action for action in parser._actions if action.dest != "help"}
 
 
+def test_metadata_json_is_generated_from_the_parameters():
+    assert (DATAFLOW / "metadata.json").read_text() == metadata.render(), (
+        "deployments/dataflow/metadata.json is stale: run .venv/bin/python -m deployments.dataflow.metadata")
+
+
 def test_metadata_parameters_are_exactly_the_pipeline_options():
-    metadata = json.loads((DATAFLOW / "metadata.json").read_text())
-    parameters = {p["name"]: p for p in metadata["parameters"]}
+    """Names and their order, required-ness, help and accepted values: the file gcloud builds the
+    template from against the parser the pipeline reads its options with."""
+    parameters = {p["name"]: p for p in json.loads((DATAFLOW / "metadata.json").read_text())["parameters"]}
     arguments = option_arguments()
 
     assert list(parameters) == list(arguments)
     assert {name: not p["isOptional"] for name, p in parameters.items()} == {
-        name: name in REQUIRED_OPTIONS for name in arguments
+        name: name in REQUIRED for name in arguments
     }
     for name, parameter in parameters.items():
-        assert parameter["label"] and parameter["helpText"], name
+        action = arguments[name]
+        assert parameter["label"] and parameter["helpText"] == action.help, name
+        if action.default is not None:
+            assert parameter["helpText"].endswith(f"Default: {action.default}."), name
         for regex in parameter.get("regexes", []):
             re.compile(regex)
-        action = arguments[name]
         if action.choices:
-            assert all(re.fullmatch(parameter["regexes"][0], str(c)) for c in action.choices), name
+            assert parameter["regexes"] == [f"^({'|'.join(action.choices)})$"], name
+
+
+def test_the_pipeline_takes_its_defaults_from_the_settings():
+    """A load started without --read_ranges, --postgres_schema or --cloudsql_ip_type reads the
+    database as the settings' defaults say, like an in-process load."""
+    spec = load_spec(PipelineOptions(["--source", "players", "--sink", "local", "--landing_dir", "x", *CLOUD_SQL]))
+    defaults = {name: field.default for name, field in BatchSettings.model_fields.items()}
+    assert spec.database is not None
+    assert (spec.database.ranges, spec.database.schema) == (defaults["read_ranges"], defaults["postgres_schema"])
+    assert spec.database.dsn.endswith(f"&ip_type={defaults['cloudsql_ip_type']}")
+
+
+def test_the_parameters_accept_what_the_settings_accept():
+    from typing import get_args
+
+    from ingestion.batch.postgres_connection import IP_TYPES
+
+    assert get_args(BatchSettings.model_fields["cloudsql_ip_type"].annotation) == IP_TYPES
+
+
+def test_the_launch_parameters_are_read_back_as_the_load_the_settings_describe():
+    settings = BatchSettings(gcp_project="studio-analytics", target="bigquery", read_ranges=7, postgres_schema="studio",
+                        cloudsql_instance="studio-analytics:europe-west1:studio-db", cloudsql_database="studio",
+                        cloudsql_ip_type="psc",
+                        dataflow_service_account="ga-dataflow@studio-analytics.iam.gserviceaccount.com")
+    parameters = flex_parameters("players", date(2024, 1, 1), date(2024, 1, 5), settings)
+
+    spec = load_spec(PipelineOptions([f"--{name}={value}" for name, value in parameters.items()]))
+
+    assert (spec.source.name, spec.start, spec.end, spec.sink) == ("players", date(2024, 1, 1), date(2024, 1, 5),
+                                                                    "bigquery")
+    assert (spec.bigquery_project, spec.bigquery_dataset) == ("studio-analytics", settings.bronze_dataset())
+    assert spec.database is not None and (spec.database.ranges, spec.database.schema) == (7, "studio")
+    assert spec.database.dsn.endswith("&ip_type=psc")
 
 
 def test_launch_parameters_are_template_parameters_and_pass_their_regexes():
@@ -67,9 +111,10 @@ def test_dockerfile_entry_point_is_the_pipeline():
     in_repo = REPO_ROOT / Path(py_file).relative_to("/template")
     assert in_repo == Path(entry_point.__file__)
     assert 'if __name__ == "__main__":' in in_repo.read_text()
-    assert "python311-template-launcher-base" in dockerfile and "beam_python3.11_sdk:2.77.0" in dockerfile
-    pinned = (DATAFLOW / "requirements.txt").read_text().split()
     repo_pins = set((REPO_ROOT / "requirements.txt").read_text().split())
+    [beam_sdk] = re.findall(r"^ARG BEAM_SDK=apache/beam_python3\.11_sdk:(\S+)$", dockerfile, re.MULTILINE)
+    assert "python311-template-launcher-base" in dockerfile and f"apache-beam=={beam_sdk}" in repo_pins
+    pinned = (DATAFLOW / "requirements.txt").read_text().split()
     assert all(pin.replace("[gcp]", "") in repo_pins for pin in pinned if "==" in pin)
 
 
@@ -112,7 +157,7 @@ def test_no_password_or_dsn_in_the_launch_request_nor_the_beam_options():
     shows a job's options to anyone with dataflow.jobs.get and Beam logs them."""
     from google.cloud.dataflow_v1beta3 import LaunchFlexTemplateRequest
 
-    from ingestion.batch.dataflow import FlexLaunch, launch_request
+    from ingestion.batch.flex_template import FlexLaunch, launch_request
 
     dsn = f"postgresql://ingest:{SECRET}@10.1.2.3:5432/studio?password={SECRET}"
     settings = BatchSettings(gcp_project="studio-analytics", target="bigquery", postgres_dsn=dsn,

@@ -19,18 +19,19 @@ from apache_beam.testing.util import assert_that, equal_to
 from deployments.local.postgres import free_port
 from ingestion.batch.batches import type_batch
 from ingestion.batch.launch import LoadResult, local_runner, run_local
-from ingestion.batch.pipeline import VALID, DatabaseRead, RawRow, RowRejected, read_database, type_row
+from ingestion.batch.database_reader import DatabaseRead, read_database
+from ingestion.batch.export_reader import RawRow, RowRejected, type_row
+from ingestion.batch.pipeline import VALID
 from ingestion.batch.postgres import (
-    DatabaseUnreachable,
     KeyRange,
     SnapshotLost,
     begin_snapshot,
     import_snapshot,
-    lineage,
     plan_ranges,
     ranges_from_boundaries,
     read_range,
 )
+from ingestion.batch.postgres_connection import DatabaseUnreachable, lineage
 from ingestion.batch.sources import PLAYERS, SourceFile
 from common.settings import BatchSettings
 from simulator.operational_db import copy_rows, create_tables
@@ -346,7 +347,7 @@ def test_a_cloud_sql_target_connects_through_the_connector_with_iam_authenticati
     from google.cloud.sql.connector.client import CloudSQLClient
     from google.oauth2.credentials import Credentials
 
-    from ingestion.batch import postgres
+    from ingestion.batch import postgres_connection as postgres
 
     monkeypatch.setattr(google.auth, "default", lambda scopes=None, **_: (Credentials(token="t"), "studio-analytics"))
     monkeypatch.setattr(postgres, "_connector", None)
@@ -393,7 +394,7 @@ def test_a_cloud_sql_target_connects_through_the_connector_with_iam_authenticati
 
 
 def test_cloud_sql_targets_name_their_database_without_a_dsn():
-    from ingestion.batch.postgres import CloudSql, describe_dsn
+    from ingestion.batch.postgres_connection import CloudSql, describe_dsn
 
     database = CloudSql("domain.com:studio:europe-west1:studio-db", "studio", "sa@p.iam", "psc")
     assert CloudSql.parse(database.target()) == database
@@ -535,7 +536,7 @@ def cloud_sql(postgres_dsn: str, db_schema: str, monkeypatch: pytest.MonkeyPatch
     from google.cloud.sql.connector.client import CloudSQLClient
     from google.oauth2.credentials import Credentials
 
-    from ingestion.batch import postgres
+    from ingestion.batch import postgres_connection as postgres
 
     instance = CloudSqlInstance(postgres_dsn)
     monkeypatch.setattr(google.auth, "default", lambda scopes=None, **_: (Credentials(token="t"), "studio-analytics"))
@@ -569,7 +570,7 @@ def test_a_dataflow_load_reads_cloud_sql_through_the_connector_as_its_iam_user(
 
     from ingestion.batch.load import run_to_landing
     from ingestion.batch.options import load_spec
-    from ingestion.batch.postgres import connect
+    from ingestion.batch.postgres_connection import connect
 
     rows = [player(f"p-{i}") for i in range(1, 8)]
     load_operational(postgres_dsn, db_schema, rows)

@@ -14,15 +14,8 @@ from apache_beam.testing.util import assert_that, equal_to
 
 from ingestion.batch.launch import local_runner
 from ingestion.batch.parsing import FieldError, decimal_parser, parse_bool, parse_timestamp
-from ingestion.batch.pipeline import (
-    REJECTED,
-    VALID,
-    RawRow,
-    ValidateRows,
-    check_header,
-    raw_row,
-    read_export,
-)
+from ingestion.batch.export_reader import RawRow, ValidateRows, check_header, raw_row, read_export
+from ingestion.batch.pipeline import REJECTED, VALID
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS, SourceFile
 
 LOADED_AT = datetime(2024, 1, 6, 3, 0, tzinfo=timezone.utc)
