@@ -12,6 +12,7 @@ from typing import Any, Sequence
 from flows.dbt import DBT_DIR, read_run_results
 from common.settings import OrchestrationSettings
 
+
 def dbt_run_dir(settings: OrchestrationSettings, run_id: str) -> Path:
     """dbt's target folder for one flow run: a flow retry finds the failed run's results there and
     resumes with `dbt retry`."""

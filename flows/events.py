@@ -7,6 +7,7 @@ from prefect.events import emit_event
 
 from flows.dbt import LogLine
 
+
 def report_dbt_line(line: LogLine) -> None:
     """dbt's log goes to the task's log; each node's outcome also becomes a Prefect event
     (`dbt.node.<status>`, related to this flow and task run), so every model, seed and test is

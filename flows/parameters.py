@@ -64,7 +64,8 @@ class DbtVars(BaseModel):
 
 
 class PipelineParameters(BaseModel):
-    """The run's parameters, checked together before anything runs; an error names the parameter."""
+    """The pipeline flow's parameters, declared here only (the flow takes these fields, see
+    declared_by), checked together before anything runs; an error names the parameter."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

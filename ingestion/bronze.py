@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
+from common import bronze
+from ingestion.batch.rejected import REJECTED_SCHEMA
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
 from ingestion.landing import compact, ensure_table
 from ingestion.sinks import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA

@@ -108,7 +108,7 @@ def check_export_files(source: str, start: date, end: date, exports_url: str | N
         get_source(source).layout.files(exports_url, start, end)
 
 
-def launch_dataflow(source: str, start: date, end: date, settings: Settings, run_id: str | None,
+def launch_dataflow(source: str, start: date, end: date, settings: BatchSettings, run_id: str | None,
                     templates: TemplatesClient | None, jobs: JobsClient | None) -> DataflowLaunch:
     """Launch the load's Flex Template job and return at once with its job id. The job is named
     after the run, the source and the window: a retry of the launch returns the job that an

@@ -9,9 +9,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from common import bronze
 from ingestion.batch.sources import TIMESTAMP
 
-REJECTED_TABLE = "batch_rejected"
+REJECTED_TABLE = bronze.BATCH_REJECTED
 REJECTED_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),

@@ -9,7 +9,7 @@ import pytest
 from common import bronze
 from common.settings import REPO_ROOT, BatchSettings, OrchestrationSettings, PlatformSettings, WarehouseSettings
 from ingestion import sinks
-from ingestion.batch.pipeline import REJECTED_TABLE
+from ingestion.batch.rejected import REJECTED_TABLE
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
 from ingestion.bronze import bronze_schemas
 
