@@ -30,7 +30,8 @@ APP_LABEL = "game-analytics"
 
 
 def flex_parameters(source: str, start: date, end: date, settings: BatchSettings) -> dict[str, str]:
-    """The Flex Template parameters (names as in deployments/dataflow/metadata.json) of a load."""
+    """The Flex Template parameters of a load (ingestion/batch/parameters.py; a test reads them back
+    with the pipeline's options parser)."""
     batch_source = get_source(source)
     parameters = {
         "source": source,

@@ -1,11 +1,11 @@
 """The batch load's pipeline entry point: the Flex Template's FLEX_TEMPLATE_PYTHON_PY_FILE, and a
 command line for any runner.
 
-    python -m ingestion.batch.main --source players --postgres_dsn ... \\
-        --sink bigquery --bigquery_dataset game_analytics_bronze \\
+    python -m ingestion.batch.main --source players --cloudsql_instance p:r:i --cloudsql_database ... \\
+        --cloudsql_user ... --sink bigquery --bigquery_dataset game_analytics_bronze \\
         --runner DataflowRunner --project ... --region ... --temp_location gs://...
 
-Options are those of :class:`ingestion.batch.options.BatchLoadOptions` plus Beam's own. With the
+Options are the template's parameters (:mod:`ingestion.batch.parameters`) plus Beam's own. With the
 BigQuery sink the job is submitted and this returns (on Dataflow the Flex Template launcher waits
 for the submission only); with the local sink it runs here and promotes the staged files.
 """
