@@ -50,10 +50,6 @@ class Mutation:
     tests: tuple[str, ...]
 
 
-def _each_test_account_join(column_owner: str) -> Edit:
-    return Edit("dbt/models/gold/mart_daily_kpis.sql", f"{column_owner}.game_id = test_accounts.game_id", "true")
-
-
 MUTATIONS: tuple[Mutation, ...] = (
     # the marts
     Mutation(
@@ -93,15 +89,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "test_accounts_by_player_id_only",
         "a test account of one game is left out of every game sharing its player id",
-        tuple(_each_test_account_join(owner) for owner in ("activity", "sessions", "purchases", "impressions")),
+        (Edit("dbt/macros/counted_players.sql", "counted.game_id = test_accounts.game_id", "true"),),
         (DAILY_KPIS,),
     ),
     Mutation(
         "test_accounts_kept_in_purchases",
         "the purchases of test accounts count in revenue",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql",
-              "        and purchases.player_id = test_accounts.player_id\n    where test_accounts.player_id is null",
-              "        and purchases.player_id = test_accounts.player_id"),),
+        (Edit("dbt/models/gold/mart_daily_kpis.sql", "{{ counted_players_only(ref('fct_purchases')) }}",
+              "select * from {{ ref('fct_purchases') }}"),),
         (DAILY_KPIS,),
     ),
     Mutation(
