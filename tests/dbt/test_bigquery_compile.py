@@ -85,7 +85,7 @@ def test_every_model_compiles_for_bigquery(compiled) -> None:
 def test_the_incremental_branch_is_the_one_compiled(compiled) -> None:
     branch, files = compiled
     silver = files["models/silver/stg_bronze__game_events.sql"]
-    assert ("already_in_silver" in silver) == (branch == "incremental")
+    assert ("as existing" in silver) == (branch == "incremental")  # new_keys_only's anti-join
     assert "`offline-project`.`game_analytics_bronze`.`game_events`" in silver
     gate = files["tests/assert_every_bronze_event_in_silver.sql"]
     assert ("reconcile_window" in gate) == (branch == "incremental")  # the hourly gate's window

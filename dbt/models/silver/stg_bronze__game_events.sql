@@ -28,24 +28,9 @@ source as (
 ),
 
 {% if is_incremental() %}
-already_in_silver as (
-
-    -- only the arrived ids are looked up: the join then builds on a few thousand keys, not on
-    -- every id of the days the arrivals span
-    select event_id
-    from {{ this }}
-    where event_date >= (select min({{ utc_date('event_timestamp') }}) from source)
-        and event_id in (select event_id from source)
-
-),
-
 arrived as (
 
-    select source.*
-    from source
-    left join already_in_silver
-        on source.event_id = already_in_silver.event_id
-    where already_in_silver.event_id is null
+    {{ new_keys_only('source', 'event_id', 'event_date', batch_date=utc_date('event_timestamp')) }}
 
 ),
 {% else %}
