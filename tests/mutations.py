@@ -110,7 +110,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "silver_keeps_redeliveries",
         "silver keeps every delivery of a repeated event_id",
-        (Edit("dbt/models/silver/stg_bronze__game_events.sql",
+        (Edit("dbt/models/silver/stg_telemetry__game_events.sql",
               "order by ingested_at, message_id) = 1", "order by ingested_at, message_id) >= 1"),),
         (SILVER_ONCE,),
     ),

@@ -29,7 +29,7 @@ silver_revenue as (
 
 ad_events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     where event_name = 'ad_impression'
 
 ),

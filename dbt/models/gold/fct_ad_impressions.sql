@@ -14,7 +14,7 @@ with
 
 ad_events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     where event_name = 'ad_impression'
 
 ),

@@ -16,7 +16,7 @@ with
 
 level_events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     where event_name in ('level_start', 'level_complete', 'level_fail')
 
 ),

@@ -19,7 +19,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     {% if is_incremental() %}
     where {{ arrival_window('ingested_at', watermark_column='first_ingested_at') }}
     {% endif %}

@@ -18,7 +18,7 @@ with
 
 source as (
 
-    select * from {{ source('bronze', 'game_events') }}
+    select * from {{ source('telemetry', 'game_events') }}
     where 1 = 1
     {% if is_incremental() %}
         and {{ arrival_window('ingested_at', event_date_column=utc_date('event_timestamp')) }}
