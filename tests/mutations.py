@@ -55,28 +55,28 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "retention_d7_at_least",
         "D7 retention counts returns 7 or more days after the cohort date",
-        (Edit("dbt/models/gold/mart_retention.sql", "when days_after = 7 then", "when days_after >= 7 then"),),
+        (Edit("dbt/models/gold/marts/mart_retention.sql", "when days_after = 7 then", "when days_after >= 7 then"),),
         (RETENTION,),
     ),
     Mutation(
         "retention_d30_is_d29",
         "D30 retention counts returns 29 days after the cohort date",
         (
-            Edit("dbt/models/gold/mart_retention.sql", "when days_after = 30 then", "when days_after = 29 then"),
-            Edit("dbt/models/gold/mart_retention.sql", "in (1, 7, 30)", "in (1, 7, 29)"),
+            Edit("dbt/models/gold/marts/mart_retention.sql", "when days_after = 30 then", "when days_after = 29 then"),
+            Edit("dbt/models/gold/marts/mart_retention.sql", "in (1, 7, 30)", "in (1, 7, 29)"),
         ),
         (RETENTION,),
     ),
     Mutation(
         "mau_window_31_days",
         "MAU counts the players active in the 31 days ending that day",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql", "30) }}", "31) }}", count=3),),
+        (Edit("dbt/models/gold/marts/mart_daily_kpis.sql", "30) }}", "31) }}", count=3),),
         (DAILY_KPIS,),
     ),
     Mutation(
         "mau_window_29_days",
         "MAU counts the players active in the 29 days ending that day",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql", "30) }}", "29) }}", count=3),),
+        (Edit("dbt/models/gold/marts/mart_daily_kpis.sql", "30) }}", "29) }}", count=3),),
         (DAILY_KPIS,),
     ),
     Mutation(
@@ -95,14 +95,14 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "test_accounts_kept_in_purchases",
         "the purchases of test accounts count in revenue",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql", "{{ counted_players_only(ref('fct_purchases')) }}",
+        (Edit("dbt/models/gold/marts/mart_daily_kpis.sql", "{{ counted_players_only(ref('fct_purchases')) }}",
               "select * from {{ ref('fct_purchases') }}"),),
         (DAILY_KPIS,),
     ),
     Mutation(
         "unexported_player_is_test_account",
         "a player missing from the players export is treated as a test account",
-        (Edit("dbt/models/gold/dim_player.sql", "coalesce(players.is_test_account, false)",
+        (Edit("dbt/models/gold/dimensions/dim_player.sql", "coalesce(players.is_test_account, false)",
               "coalesce(players.is_test_account, true)"),),
         (DAILY_KPIS,),
     ),
