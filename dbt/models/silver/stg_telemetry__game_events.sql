@@ -42,8 +42,8 @@ arrived as (
 {% endif %}
 
 -- a redelivered message or a resent event keeps its event_id: keep its first delivery. Only the
--- few repeated event_ids need the window; every other event is its own first delivery (this split
--- halves the cost of deduplicating a full refresh against a window over every row).
+-- few repeated event_ids need the window; every other event is its own first delivery, so the
+-- window sorts the repeats, not every row.
 repeated as (
 
     select event_id
