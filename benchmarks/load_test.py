@@ -215,12 +215,12 @@ def main() -> int:
 
     ensure_local_bronze(landing_dir)
     dbt_env = dict(os.environ, GA_DATA_DIR=str(data_dir), GA_TARGET="local")
-    subprocess.run([str(Path(sys.executable).with_name("dbt")), "run", "--select", "stg_bronze__game_events",
-                    "stg_bronze__game_events_rejected", "--project-dir", "dbt", "--profiles-dir", "dbt", "--target", "local",
+    subprocess.run([str(Path(sys.executable).with_name("dbt")), "run", "--select", "stg_telemetry__game_events",
+                    "stg_telemetry__game_events_rejected", "--project-dir", "dbt", "--profiles-dir", "dbt", "--target", "local",
                     "--target-path", str(data_dir / "dbt-target")], cwd=REPO, env=dbt_env, check=True, capture_output=True)
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        silver = con.sql("select event_id, count(*) over (partition by event_id) from silver.stg_bronze__game_events").fetchall()
-        rejected = con.sql("select message_id, event_index from silver.stg_bronze__game_events_rejected").fetchall()
+        silver = con.sql("select event_id, count(*) over (partition by event_id) from silver.stg_telemetry__game_events").fetchall()
+        rejected = con.sql("select message_id, event_index from silver.stg_telemetry__game_events_rejected").fetchall()
     silver_ids = {r[0] for r in silver}
     exact = (silver_ids == sent.valid and len(silver) == len(sent.valid) and set(rejected) == sent.invalid
              and len(rejected) == len(sent.invalid) and not dead and report.complete)

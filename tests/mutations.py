@@ -50,37 +50,33 @@ class Mutation:
     tests: tuple[str, ...]
 
 
-def _each_test_account_join(column_owner: str) -> Edit:
-    return Edit("dbt/models/gold/mart_daily_kpis.sql", f"{column_owner}.game_id = test_accounts.game_id", "true")
-
-
 MUTATIONS: tuple[Mutation, ...] = (
     # the marts
     Mutation(
         "retention_d7_at_least",
         "D7 retention counts returns 7 or more days after the cohort date",
-        (Edit("dbt/models/gold/mart_retention.sql", "when days_after = 7 then", "when days_after >= 7 then"),),
+        (Edit("dbt/models/gold/marts/mart_retention.sql", "when days_after = 7 then", "when days_after >= 7 then"),),
         (RETENTION,),
     ),
     Mutation(
         "retention_d30_is_d29",
         "D30 retention counts returns 29 days after the cohort date",
         (
-            Edit("dbt/models/gold/mart_retention.sql", "when days_after = 30 then", "when days_after = 29 then"),
-            Edit("dbt/models/gold/mart_retention.sql", "in (1, 7, 30)", "in (1, 7, 29)"),
+            Edit("dbt/models/gold/marts/mart_retention.sql", "when days_after = 30 then", "when days_after = 29 then"),
+            Edit("dbt/models/gold/marts/mart_retention.sql", "in (1, 7, 30)", "in (1, 7, 29)"),
         ),
         (RETENTION,),
     ),
     Mutation(
         "mau_window_31_days",
         "MAU counts the players active in the 31 days ending that day",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql", "30) }}", "31) }}", count=3),),
+        (Edit("dbt/models/gold/marts/mart_daily_kpis.sql", "30) }}", "31) }}", count=3),),
         (DAILY_KPIS,),
     ),
     Mutation(
         "mau_window_29_days",
         "MAU counts the players active in the 29 days ending that day",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql", "30) }}", "29) }}", count=3),),
+        (Edit("dbt/models/gold/marts/mart_daily_kpis.sql", "30) }}", "29) }}", count=3),),
         (DAILY_KPIS,),
     ),
     Mutation(
@@ -93,21 +89,20 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "test_accounts_by_player_id_only",
         "a test account of one game is left out of every game sharing its player id",
-        tuple(_each_test_account_join(owner) for owner in ("activity", "sessions", "purchases", "impressions")),
+        (Edit("dbt/macros/counted_players.sql", "counted.game_id = test_accounts.game_id", "true"),),
         (DAILY_KPIS,),
     ),
     Mutation(
         "test_accounts_kept_in_purchases",
         "the purchases of test accounts count in revenue",
-        (Edit("dbt/models/gold/mart_daily_kpis.sql",
-              "        and purchases.player_id = test_accounts.player_id\n    where test_accounts.player_id is null",
-              "        and purchases.player_id = test_accounts.player_id"),),
+        (Edit("dbt/models/gold/marts/mart_daily_kpis.sql", "{{ counted_players_only(ref('fct_purchases')) }}",
+              "select * from {{ ref('fct_purchases') }}"),),
         (DAILY_KPIS,),
     ),
     Mutation(
         "unexported_player_is_test_account",
         "a player missing from the players export is treated as a test account",
-        (Edit("dbt/models/gold/dim_player.sql", "coalesce(players.is_test_account, false)",
+        (Edit("dbt/models/gold/dimensions/dim_player.sql", "coalesce(players.is_test_account, false)",
               "coalesce(players.is_test_account, true)"),),
         (DAILY_KPIS,),
     ),
@@ -115,7 +110,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "silver_keeps_redeliveries",
         "silver keeps every delivery of a repeated event_id",
-        (Edit("dbt/models/silver/stg_bronze__game_events.sql",
+        (Edit("dbt/models/silver/stg_telemetry__game_events.sql",
               "order by ingested_at, message_id) = 1", "order by ingested_at, message_id) >= 1"),),
         (SILVER_ONCE,),
     ),

@@ -83,7 +83,7 @@ def test_every_bad_input_is_rejected_with_its_reason_and_nothing_valid_is_lost(p
     settings, _ = pipeline_run
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         rejected = Counter(con.sql("select message_id, error_type from bronze.game_events_rejected").fetchall())
-        landed = set(r[0] for r in con.sql("select event_id from silver.stg_bronze__game_events").fetchall())
+        landed = set(r[0] for r in con.sql("select event_id from silver.stg_telemetry__game_events").fetchall())
         bronze_rows = con.sql("select count(*) from bronze.game_events").fetchall()[0][0]
     assert rejected == Counter((i.message_id, i.error_type) for i in small_sim.invalid_events)
     assert landed == {e["event_id"] for e in small_sim.valid_events}

@@ -43,11 +43,34 @@
     {{ return('merge' if target.type == 'bigquery' else 'delete+insert') }}
 {%- endmacro %}
 
-{#- For the models whose runs add only keys the table does not hold yet (an anti-join on the key is
-    part of their SQL): merge on BigQuery still, a plain append on DuckDB, which spares a delete
-    pass over every key of the table that could not match anything. -#}
+{#- For the models whose runs add only keys the table does not hold yet (their batch goes through
+    new_keys_only): merge on BigQuery still, a plain append on DuckDB, which spares a delete pass
+    over every key of the table that could not match anything. -#}
 {% macro new_keys_strategy() -%}
     {{ return('merge' if target.type == 'bigquery' else 'append') }}
+{%- endmacro %}
+
+
+{#- The rows of `batch` (a CTE of arrived rows) whose key (`keys`, one column or several) this table
+    does not hold yet. A key's rows never move to an earlier date (an event keeps its date), so the
+    table is looked up only from the batch's earliest date on: date_column in the table, batch_date
+    (default: the same column) in the batch. With a single key column only the batch's own keys are
+    read from the table, so the anti-join builds on the few arrived keys, not on every key of the
+    days they span. -#}
+{% macro new_keys_only(batch, keys, date_column, batch_date=none) -%}
+    {%- set keys = [keys] if keys is string else keys -%}
+    select {{ batch }}.*
+    from {{ batch }}
+    left join (
+        select {{ keys | join(', ') }}
+        from {{ this }}
+        where {{ date_column }} >= (select min({{ batch_date or date_column }}) from {{ batch }})
+        {%- if keys | length == 1 %}
+            and {{ keys[0] }} in (select {{ keys[0] }} from {{ batch }})
+        {%- endif %}
+    ) as existing
+        on {% for key in keys %}{{ batch }}.{{ key }} = existing.{{ key }}{{ '\n        and ' if not loop.last }}{% endfor %}
+    where existing.{{ keys[0] }} is null
 {%- endmacro %}
 
 

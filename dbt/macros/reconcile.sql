@@ -16,7 +16,7 @@
 
 {% macro reconcile_window() -%}
     {#- bronze is rendered whether or not the var is set, so that dbt records it as a dependency -#}
-    {%- set bronze = source('bronze', 'game_events') -%}
+    {%- set bronze = source('telemetry', 'game_events') -%}
     {%- if reconcile_hours() is not none %}
 reconcile_window as (
 

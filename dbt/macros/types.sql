@@ -1,5 +1,5 @@
 {#- Column types, one name per meaning, spelled for the target warehouse. Models cast with these and
-    the gold contracts declare the same spelling (see dbt/models/gold/*.yml), so a contract holds on
+    the gold contracts declare the same spelling (see dbt/models/gold/marts/_marts__models.yml), so a contract holds on
     both warehouses. -#}
 
 {#- Money rounded to cents: NUMERIC on BigQuery (38, 9), DECIMAL(18, 2) on DuckDB. -#}

@@ -1,6 +1,6 @@
 {{ config(tags=['quality_gate']) }}
 -- Reconciliation: every distinct valid event that landed in bronze is in silver, and silver holds
--- nothing bronze does not (silver's uniqueness is a build test of stg_bronze__game_events). Hourly:
+-- nothing bronze does not (silver's uniqueness is a build test of stg_telemetry__game_events). Hourly:
 -- the events that arrived in the reconciled hours, looked up in silver from their earliest date.
 with
 {{ reconcile_window() }}
@@ -8,7 +8,7 @@ with
 bronze as (
 
     select distinct event_id
-    from {{ source('bronze', 'game_events') }}
+    from {{ source('telemetry', 'game_events') }}
     where {{ reconciled('ingested_at', 'arrival') }}
 
 ),
@@ -16,7 +16,7 @@ bronze as (
 silver as (
 
     select event_id, ingested_at
-    from {{ ref('stg_bronze__game_events') }}
+    from {{ ref('stg_telemetry__game_events') }}
     where {{ reconciled('event_date', 'date') }}
 
 )

@@ -10,7 +10,7 @@ with
 events as (
 
     select event_name, game_id, player_id, session_id, event_date
-    from {{ ref('stg_bronze__game_events') }}
+    from {{ ref('stg_telemetry__game_events') }}
     where {{ reconciled('event_date', 'date') }}
 
 ),
@@ -18,7 +18,7 @@ events as (
 transactions as (
 
     select game_id, transaction_id
-    from {{ ref('stg_bronze__game_events') }}
+    from {{ ref('stg_telemetry__game_events') }}
     where event_name = 'purchase'
     group by game_id, transaction_id
     having {{ reconciled('min(event_date)', 'date') }}
@@ -43,7 +43,7 @@ expected as (
     ) as player_days
     union all
     select 'fct_player_levels', count(*)
-    from {{ ref('stg_bronze__game_events') }}
+    from {{ ref('stg_telemetry__game_events') }}
     where event_name in ('level_start', 'level_complete', 'level_fail') and level is not null
 
 ),

@@ -4,20 +4,9 @@
 -- cents), and the same for ad revenue. Kept as a table of failures for the investigation.
 with
 
-players as (
-
-    select game_id, player_id, is_test_account from {{ ref('stg_bronze__players') }}
-
-),
-
 counted as (
 
-    select purchases.*
-    from {{ ref('int_purchases__converted') }} as purchases
-    left join players
-        on purchases.game_id = players.game_id
-        and purchases.player_id = players.player_id
-    where not coalesce(players.is_test_account, false)
+    {{ counted_players_only(ref('int_purchases__converted')) }}
 
 ),
 
@@ -38,15 +27,24 @@ silver_revenue as (
 
 ),
 
+ad_events as (
+
+    select * from {{ ref('stg_telemetry__game_events') }}
+    where event_name = 'ad_impression'
+
+),
+
+counted_ad_events as (
+
+    {{ counted_players_only('ad_events') }}
+
+),
+
 silver_ads as (
 
-    select events.event_date as activity_date, events.game_id, {{ round_half_up('sum(events.ad_revenue_usd)', 2) }} as ad_revenue_usd
-    from {{ ref('stg_bronze__game_events') }} as events
-    left join players
-        on events.game_id = players.game_id
-        and events.player_id = players.player_id
-    where events.event_name = 'ad_impression' and not coalesce(players.is_test_account, false)
-    group by events.event_date, events.game_id
+    select event_date as activity_date, game_id, {{ round_half_up('sum(ad_revenue_usd)', 2) }} as ad_revenue_usd
+    from counted_ad_events
+    group by event_date, game_id
 
 ),
 

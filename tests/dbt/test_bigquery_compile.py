@@ -84,8 +84,8 @@ def test_every_model_compiles_for_bigquery(compiled) -> None:
 
 def test_the_incremental_branch_is_the_one_compiled(compiled) -> None:
     branch, files = compiled
-    silver = files["models/silver/stg_bronze__game_events.sql"]
-    assert ("already_in_silver" in silver) == (branch == "incremental")
+    silver = files["models/silver/stg_telemetry__game_events.sql"]
+    assert ("as existing" in silver) == (branch == "incremental")  # new_keys_only's anti-join
     assert "`offline-project`.`game_analytics_bronze`.`game_events`" in silver
     gate = files["tests/assert_every_bronze_event_in_silver.sql"]
     assert ("reconcile_window" in gate) == (branch == "incremental")  # the hourly gate's window
@@ -110,11 +110,11 @@ INJECTED = "3 hour) or true or (1"
 
 @pytest.mark.parametrize(("node", "dbt_vars", "error"), [
     # arrival_lookback_hours went into `interval ... hour` as it came
-    ("stg_bronze__game_events", {"arrival_lookback_hours": INJECTED},
+    ("stg_telemetry__game_events", {"arrival_lookback_hours": INJECTED},
      f"var arrival_lookback_hours: a whole number of at least 0, not '{INJECTED}'"),
-    ("stg_bronze__game_events", {"arrival_lookback_hours": True}, "var arrival_lookback_hours: a whole number"),
+    ("stg_telemetry__game_events", {"arrival_lookback_hours": True}, "var arrival_lookback_hours: a whole number"),
     # the backfill window's dates went between the quotes of a date literal
-    ("stg_bronze__game_events", {"start_date": "2026-01-01' as date) or true or (cast('2026-01-01", "end_date": "2026-01-31"},
+    ("stg_telemetry__game_events", {"start_date": "2026-01-01' as date) or true or (cast('2026-01-01", "end_date": "2026-01-31"},
      "var start_date: a date YYYY-MM-DD, not '2026-01-01' as date) or true"),
     ("dim_date", {"calendar_start": "2015-01-01', date '2016-01-01"}, "date_series(): start_date: a date YYYY-MM-DD"),
     ("assert_bronze_events_are_fresh", {"freshness_warn_hours": "26 hour) or (1"}, "hours_before(): hours: a whole number"),
@@ -128,9 +128,9 @@ def test_a_var_that_is_not_its_type_stops_the_compile_before_any_sql(tmp_path: P
 
 def test_vars_of_their_type_become_literals(tmp_path: Path) -> None:
     dbt_vars = {"arrival_lookback_hours": 5, "start_date": "2026-01-01", "end_date": "2026-01-31", "reconcile_hours": 3}
-    proc = compile_process(tmp_path, "incremental", json.dumps(dbt_vars), "stg_bronze__game_events")
+    proc = compile_process(tmp_path, "incremental", json.dumps(dbt_vars), "stg_telemetry__game_events")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    silver = (tmp_path / "compiled" / "game_analytics" / "models" / "silver" / "stg_bronze__game_events.sql").read_text()
+    silver = (tmp_path / "compiled" / "game_analytics" / "models" / "silver" / "stg_telemetry__game_events.sql").read_text()
     assert "interval 5 hour" in silver
     assert "between cast('2026-01-01' as date)\n            and cast('2026-01-31' as date)" in silver
 
@@ -168,7 +168,7 @@ def test_every_incremental_merge_reads_only_the_target_partitions_its_batch_touc
     that grows with history (silver's event_id alone grows by tens of GB a day at 10k events/s)."""
     statements, configs = merges
     partitioned = {name: c["partition_by"]["field"] for name, c in configs.items() if c.get("partition_by")}
-    assert set(partitioned) == {"stg_bronze__game_events", "fct_level_attempts", "fct_ad_impressions", "fct_sessions",
+    assert set(partitioned) == {"stg_telemetry__game_events", "fct_level_attempts", "fct_ad_impressions", "fct_sessions",
                                 "fct_player_activity_daily", "fct_purchases"}
     for name, column in partitioned.items():
         script = next(s for s in statements[name].split(";;\n") if "merge into" in s.lower())

@@ -15,7 +15,7 @@ from simulator import Simulation
 from tests.dbt import warehouse
 
 SLICES = 6
-INCREMENTAL_MODELS = ("silver.stg_bronze__game_events", "gold.fct_player_activity_daily", "gold.fct_sessions",
+INCREMENTAL_MODELS = ("silver.stg_telemetry__game_events", "gold.fct_player_activity_daily", "gold.fct_sessions",
                       "gold.fct_purchases", "gold.fct_level_attempts", "gold.fct_player_levels", "gold.fct_ad_impressions")
 TABLES = INCREMENTAL_MODELS + ("gold.dim_player", "gold.mart_daily_kpis", "gold.mart_retention", "gold.mart_level_funnel")
 
@@ -58,7 +58,7 @@ def sliced_runs(tmp_path_factory: pytest.TempPathFactory, small_sim: Simulation)
             warehouse.dbt(settings, "run")
             days = warehouse.query(settings.warehouse_path, f"""
                 select max(event_date) as newest, count(*) filter (where event_date < cast('{newest_event_day or '1900-01-01'}' as date)) as late
-                from silver.stg_bronze__game_events
+                from silver.stg_telemetry__game_events
                 where ingested_at >= cast('{low.isoformat()}' as timestamptz)""")[0]
             late_arrivals += days["late"]
             newest_event_day = max(filter(None, [newest_event_day, days["newest"]]))

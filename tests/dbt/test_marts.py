@@ -87,7 +87,7 @@ def test_the_quality_gate_ran_every_reconciliation(built: OrchestrationSettings)
 
 
 def test_silver_holds_each_valid_event_once(built: OrchestrationSettings, long_sim: Simulation) -> None:
-    silver = warehouse.query(built.warehouse_path, "select event_id from silver.stg_bronze__game_events")
+    silver = warehouse.query(built.warehouse_path, "select event_id from silver.stg_telemetry__game_events")
     assert sorted(r["event_id"] for r in silver) == sorted({e["event_id"] for e in long_sim.valid_events})
 
 
@@ -110,16 +110,16 @@ def test_the_key_tests_find_each_repeated_key_and_nothing_else(built: Orchestrat
     shutil.copytree(built.landing_dir, copy.landing_dir)
     shutil.copyfile(built.warehouse_path, copy.warehouse_path)
     with duckdb.connect(str(copy.warehouse_path)) as con:
-        for relation in ("silver.stg_bronze__game_events", "gold.fct_sessions"):
+        for relation in ("silver.stg_telemetry__game_events", "gold.fct_sessions"):
             con.execute(f"insert into {relation} select * from {relation} using sample 3 rows")
-    selected = ["stg_bronze__game_events,test_name:unique", "fct_sessions,test_name:unique_combination",
+    selected = ["stg_telemetry__game_events,test_name:unique", "fct_sessions,test_name:unique_combination",
                 "fct_purchases,test_name:unique_combination"]
     warehouse.dbt(copy, "test", "--select", *selected, check=False)
     results = json.loads((warehouse.target_dir(copy) / "run_results.json").read_text())["results"]
     outcomes = {r["unique_id"].split(".")[2]: (r["status"], r["failures"]) for r in results
                 if r["unique_id"].startswith("test.")}
     assert outcomes == {
-        "unique_stg_bronze__game_events_event_id": ("fail", 3),
+        "unique_stg_telemetry__game_events_event_id": ("fail", 3),
         "unique_combination_fct_sessions_game_id__session_id__activity_date": ("fail", 3),
         "unique_combination_fct_purchases_game_id__transaction_id": ("pass", 0),
     }
@@ -212,7 +212,7 @@ def test_the_hourly_gate_reconciles_the_recent_arrivals_and_the_daily_gate_every
                                           from arrivals""").fetchone()
         # a gap of each age: an event missing from silver, a fact row without its player
         for arrived, dated in ((f">= '{since}'", f">= date '{from_date}'"), (f"< '{since}'", f"< date '{from_date}'")):
-            deleted = con.execute(f"""delete from silver.stg_bronze__game_events where event_id = (
+            deleted = con.execute(f"""delete from silver.stg_telemetry__game_events where event_id = (
                                           select min(event_id) from arrivals where last_arrival {arrived})""").fetchall()
             inserted = con.execute(f"""insert into gold.fct_sessions
                                        select * replace ('nobody' as player_id, session_id || '-orphan' as session_id)

@@ -30,7 +30,7 @@ def test_commands_share_one_process_and_report_like_the_cli(tmp_path: Path) -> N
     with dbt_session(settings) as session:
         assert invoke(show_inline("select 41 + 1 as answer", tmp_path / "t"), settings, lines.append) == 0
         first = session._proc.pid
-        assert invoke(dbt_args("ls", target="local", target_path=tmp_path / "t", select=["stg_bronze__players"]),
+        assert invoke(dbt_args("ls", target="local", target_path=tmp_path / "t", select=["stg_studio_db__players"]),
                       settings, lines.append) == 0
         assert session._proc.pid == first  # the second command ran in the same dbt process
         assert invoke(show_inline("select * from no_such_table", tmp_path / "t"), settings, lines.append) == 2  # as the CLI
@@ -38,7 +38,7 @@ def test_commands_share_one_process_and_report_like_the_cli(tmp_path: Path) -> N
         process = session._proc
     assert process.poll() == 0  # the session process ends with its block
     messages = "\n".join(line.message for line in lines)
-    assert '"answer": 42' in messages and "game_analytics.silver.stg_bronze__players" in messages
+    assert '"answer": 42' in messages and "game_analytics.silver.stg_studio_db__players" in messages
     assert "no_such_table" in messages  # the error is in the log, as the CLI prints it
 
 
@@ -157,21 +157,21 @@ def test_commands_alike_share_one_parse_and_an_edited_project_is_parsed_again(tm
             return sum(line.message.startswith("Running with dbt=") for line in lines) - 1, \
                 "\n".join(line.message for line in lines)
 
-        assert command(ls("stg_bronze__players"))[0] == 1
-        parses, log = command(ls("stg_bronze__players"))
-        assert parses == 0 and "game_analytics.silver.stg_bronze__players" in log  # the same options: parsed once
-        assert command(ls("stg_bronze__players", {"dev_days": 3}))[0] == 1  # other vars: parsed for them
+        assert command(ls("stg_studio_db__players"))[0] == 1
+        parses, log = command(ls("stg_studio_db__players"))
+        assert parses == 0 and "game_analytics.silver.stg_studio_db__players" in log  # the same options: parsed once
+        assert command(ls("stg_studio_db__players", {"dev_days": 3}))[0] == 1  # other vars: parsed for them
 
-        (project / "models" / "silver" / "stg_bronze__extra.sql").write_text("select 1 as x")
-        parses, log = command(ls("stg_bronze__extra"))
-        assert parses == 1 and "game_analytics.silver.stg_bronze__extra" in log  # a new model: parsed again
+        (project / "models" / "silver" / "stg_studio_db__extra.sql").write_text("select 1 as x")
+        parses, log = command(ls("stg_studio_db__extra"))
+        assert parses == 1 and "game_analytics.silver.stg_studio_db__extra" in log  # a new model: parsed again
 
-        (project / "models" / "silver" / "stg_bronze__extra.sql").write_text("select * from {{ ref('no_such_model') }}")
-        parses, log = command(ls("stg_bronze__extra"), expected_code=2)  # fails as the CLI does
+        (project / "models" / "silver" / "stg_studio_db__extra.sql").write_text("select * from {{ ref('no_such_model') }}")
+        parses, log = command(ls("stg_studio_db__extra"), expected_code=2)  # fails as the CLI does
         assert "no_such_model" in log
-        (project / "models" / "silver" / "stg_bronze__extra.sql").unlink()
-        parses, log = command(ls("stg_bronze__players"))  # the session goes on, and the project is
-        assert parses == 0 and "stg_bronze__players" in log  # as first parsed: that manifest serves again
+        (project / "models" / "silver" / "stg_studio_db__extra.sql").unlink()
+        parses, log = command(ls("stg_studio_db__players"))  # the session goes on, and the project is
+        assert parses == 0 and "stg_studio_db__players" in log  # as first parsed: that manifest serves again
 
 
 def test_a_prepared_command_starts_without_parsing_and_reports_the_preparation(tmp_path: Path) -> None:
@@ -180,10 +180,10 @@ def test_a_prepared_command_starts_without_parsing_and_reports_the_preparation(t
         prepared = [line.message for line in session._prepared_log]
         assert sum(m.startswith("Running with dbt=") for m in prepared) == 1  # it parsed
         lines: list[LogLine] = []
-        assert session.run(dbt_args("ls", target="local", target_path=tmp_path / "t", select=["stg_bronze__players"]),
+        assert session.run(dbt_args("ls", target="local", target_path=tmp_path / "t", select=["stg_studio_db__players"]),
                            lines.append) == 0
     messages = [line.message for line in lines]
     assert messages[:len(prepared)] == prepared  # the preparation's log comes first
     own = messages[len(prepared):]
     assert sum(m.startswith("Running with dbt=") for m in own) == 1  # the command did not parse again
-    assert "game_analytics.silver.stg_bronze__players" in own
+    assert "game_analytics.silver.stg_studio_db__players" in own

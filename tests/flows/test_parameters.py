@@ -40,7 +40,7 @@ def test_options_hidden_in_a_selection_are_refused_before_dbt_is_called() -> Non
 
 
 @pytest.mark.parametrize("selector", ["gold", "tag:quality_gate", "+fct_purchases+", "2+mart_retention", "@dim_player",
-                                      "config.materialized:incremental", "path:models/gold", "source:bronze.game_events",
+                                      "config.materialized:incremental", "path:models/gold", "source:telemetry.game_events",
                                       "tag:a,tag:b", "stg_*", "state:modified+"])
 def test_dbt_selector_syntax_is_accepted(selector: str) -> None:
     assert PipelineParameters(select=[selector], exclude=[selector]).select == [selector]

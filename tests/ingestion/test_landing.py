@@ -259,7 +259,7 @@ def test_the_warehouse_bronze_views_read_the_snapshot(tmp_path: Path, tiny_sim) 
     assert compact(events, GAME_EVENTS_SCHEMA, min_files=2, grace_s=3600).merged > 0
     assert duckdb.sql(glob).fetchall()[0][0] > expected[0][0]  # a bare glob counts the merged rows twice
     prepare(settings)
-    dbt(settings, "run", "--select", "stg_bronze__game_events")
+    dbt(settings, "run", "--select", "stg_telemetry__game_events")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
         assert con.sql(f"select count(*), {distinct} from bronze.game_events").fetchall() == expected
-        assert con.sql("select count(*) from silver.stg_bronze__game_events").fetchall()[0][0] > 0
+        assert con.sql("select count(*) from silver.stg_telemetry__game_events").fetchall()[0][0] > 0

@@ -4,7 +4,7 @@ with
 
 rates as (
 
-    select * from {{ ref('stg_bronze__fx_rates') }}
+    select * from {{ ref('stg_finance_exports__fx_rates') }}
 
 ),
 

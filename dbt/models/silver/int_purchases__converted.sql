@@ -4,7 +4,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     where event_name = 'purchase'
 
 ),

@@ -260,9 +260,9 @@ def test_every_layer_keys_each_entity_the_same_way(postgres_dsn: str) -> None:
         if isinstance(test, dict) and "unique_combination" in test
     }
     assert {model: unique_keys.get(model) for model in (
-        "stg_bronze__players", "dim_player", "stg_bronze__store_items", "dim_store_item", "fct_purchases")} == {
-        "stg_bronze__players": ENTITY_KEYS["player"], "dim_player": ENTITY_KEYS["player"],
-        "stg_bronze__store_items": ENTITY_KEYS["store_item"], "dim_store_item": ENTITY_KEYS["store_item"],
+        "stg_studio_db__players", "dim_player", "stg_studio_db__store_items", "dim_store_item", "fct_purchases")} == {
+        "stg_studio_db__players": ENTITY_KEYS["player"], "dim_player": ENTITY_KEYS["player"],
+        "stg_studio_db__store_items": ENTITY_KEYS["store_item"], "dim_store_item": ENTITY_KEYS["store_item"],
         "fct_purchases": ENTITY_KEYS["transaction"]}
     # a session is cut at UTC midnight in its fact: one row per session and day
     assert unique_keys["fct_sessions"] == (*ENTITY_KEYS["session"], "activity_date")

@@ -11,7 +11,7 @@ from ingestion.bronze import ensure_local_bronze
 from common.settings import OrchestrationSettings
 from tests.dbt.warehouse import dbt
 
-MODELS = ("stg_bronze__game_events", "stg_bronze__game_events_rejected")
+MODELS = ("stg_telemetry__game_events", "stg_telemetry__game_events_rejected")
 
 
 def build_silver(data_dir: Path) -> None:

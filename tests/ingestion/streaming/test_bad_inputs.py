@@ -150,10 +150,10 @@ def test_a_redelivered_message_leaves_no_duplicate_in_silver(tmp_path: Path) -> 
     # rejections repeat with the same (message_id, event_index): the key of their insertId
     assert query(landing, "select distinct message_id, event_index from game_events_rejected") == [("m-1", 1)]
     build_silver(tmp_path)  # silver as dbt's models build it
-    assert query_silver(tmp_path, "select event_id from silver.stg_bronze__game_events order by 1") == [
+    assert query_silver(tmp_path, "select event_id from silver.stg_telemetry__game_events order by 1") == [
         (event(1)["event_id"],), (event(3)["event_id"],)]
     assert query_silver(tmp_path, "select message_id, event_index, error_type from "
-                        "silver.stg_bronze__game_events_rejected") == [("m-1", 1, "schema_violation")]
+                        "silver.stg_telemetry__game_events_rejected") == [("m-1", 1, "schema_violation")]
 
 
 def test_redelivery_sends_the_same_bigquery_insert_ids() -> None:

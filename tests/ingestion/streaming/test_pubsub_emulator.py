@@ -2,7 +2,7 @@
 writing to the local landing area. The simulator publishes through the Pub/Sub client; what lands
 is reconciled with what was published, per server message id.
 
-Silver keeps the first row per event_id (``stg_bronze__game_events``); the checks below apply the
+Silver keeps the first row per event_id (``stg_telemetry__game_events``); the checks below apply the
 same rule to the bronze files with DuckDB.
 """
 from __future__ import annotations
@@ -124,7 +124,7 @@ def read_landed(landing: Path) -> Landed:
     import base64
 
     build_silver(landing.parent)
-    silver = [r[0] for r in query_silver(landing.parent, "select event_id from silver.stg_bronze__game_events")]
+    silver = [r[0] for r in query_silver(landing.parent, "select event_id from silver.stg_telemetry__game_events")]
     with connect(landing) as con:
         events = con.execute("select message_id, event_id, payload from game_events").fetchall()
         rejected = con.execute(

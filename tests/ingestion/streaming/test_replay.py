@@ -54,9 +54,9 @@ def test_replay_moves_dead_letters_through_the_function_idempotently(tmp_path: P
 
     settings = OrchestrationSettings(data_dir=tmp_path)
     ensure_local_bronze(settings.landing_dir)
-    dbt(settings, "run", "--select", "stg_bronze__game_events", "stg_bronze__game_events_rejected")
+    dbt(settings, "run", "--select", "stg_telemetry__game_events", "stg_telemetry__game_events_rejected")
     with duckdb.connect(str(settings.warehouse_path), read_only=True) as con:
-        silver = con.sql("select event_id from silver.stg_bronze__game_events order by 1").fetchall()
-        rejected = con.sql("select event_index, error_type from silver.stg_bronze__game_events_rejected").fetchall()
+        silver = con.sql("select event_id from silver.stg_telemetry__game_events order by 1").fetchall()
+        rejected = con.sql("select event_index, error_type from silver.stg_telemetry__game_events_rejected").fetchall()
     assert silver == [(event(i)["event_id"],) for i in (1, 3, 4)]
     assert rejected == [(1, "schema_violation")]

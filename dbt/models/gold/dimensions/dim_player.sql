@@ -5,7 +5,7 @@ with
 
 players as (
 
-    select * from {{ ref('stg_bronze__players') }}
+    select * from {{ ref('stg_studio_db__players') }}
 
 ),
 

@@ -4,66 +4,34 @@
 -- purchase), so a full rebuild is both the simplest correct answer and cheap.
 with
 
--- the facts' rows of test accounts are left out (an anti-join with the few test accounts, cheaper
--- than joining every fact row to every other player; every fact row has its player in dim_player,
--- which the relationship tests and the quality gate check)
-test_accounts as (
-
-    select game_id, player_id
-    from {{ ref('dim_player') }}
-    where is_test_account
-
-),
-
+-- the rows of test accounts are left out (macro counted_players_only)
 players as (
 
-    select game_id, player_id, first_seen_date
-    from {{ ref('dim_player') }}
-    where not is_test_account
+    {{ counted_players_only(ref('dim_player')) }}
 
 ),
 
 player_days as (
 
-    select activity.game_id, activity.player_id, activity.activity_date, activity.previous_activity_date
-    from {{ ref('fct_player_activity_daily') }} as activity
-    left join test_accounts
-        on activity.game_id = test_accounts.game_id
-        and activity.player_id = test_accounts.player_id
-    where test_accounts.player_id is null
+    {{ counted_players_only(ref('fct_player_activity_daily')) }}
 
 ),
 
 sessions as (
 
-    select sessions.*
-    from {{ ref('fct_sessions') }} as sessions
-    left join test_accounts
-        on sessions.game_id = test_accounts.game_id
-        and sessions.player_id = test_accounts.player_id
-    where test_accounts.player_id is null
+    {{ counted_players_only(ref('fct_sessions')) }}
 
 ),
 
 purchases as (
 
-    select purchases.*
-    from {{ ref('fct_purchases') }} as purchases
-    left join test_accounts
-        on purchases.game_id = test_accounts.game_id
-        and purchases.player_id = test_accounts.player_id
-    where test_accounts.player_id is null
+    {{ counted_players_only(ref('fct_purchases')) }}
 
 ),
 
 ad_impressions as (
 
-    select impressions.*
-    from {{ ref('fct_ad_impressions') }} as impressions
-    left join test_accounts
-        on impressions.game_id = test_accounts.game_id
-        and impressions.player_id = test_accounts.player_id
-    where test_accounts.player_id is null
+    {{ counted_players_only(ref('fct_ad_impressions')) }}
 
 ),
 

@@ -19,7 +19,7 @@ with
 
 session_events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     where event_name in ('session_start', 'session_end')
 
 ),
@@ -30,7 +30,7 @@ session_events as (
 touched as (
 
     select distinct game_id, session_id, event_date
-    from {{ ref('stg_bronze__game_events') }}
+    from {{ ref('stg_telemetry__game_events') }}
     where event_name in ('session_start', 'session_end')
         and {{ arrival_window('ingested_at', watermark_column='last_ingested_at') }}
 

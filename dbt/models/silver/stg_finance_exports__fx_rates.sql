@@ -3,7 +3,7 @@ with
 
 source as (
 
-    select * from {{ source('bronze', 'fx_rates') }}
+    select * from {{ source('finance_exports', 'fx_rates') }}
 
 ),
 

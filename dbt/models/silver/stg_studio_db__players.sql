@@ -3,7 +3,7 @@ with
 
 source as (
 
-    select * from {{ source('bronze', 'players') }}
+    select * from {{ source('studio_db', 'players') }}
 
 ),
 

@@ -18,7 +18,7 @@ with
 
 source as (
 
-    select * from {{ source('bronze', 'game_events') }}
+    select * from {{ source('telemetry', 'game_events') }}
     where 1 = 1
     {% if is_incremental() %}
         and {{ arrival_window('ingested_at', event_date_column=utc_date('event_timestamp')) }}
@@ -28,24 +28,9 @@ source as (
 ),
 
 {% if is_incremental() %}
-already_in_silver as (
-
-    -- only the arrived ids are looked up: the join then builds on a few thousand keys, not on
-    -- every id of the days the arrivals span
-    select event_id
-    from {{ this }}
-    where event_date >= (select min({{ utc_date('event_timestamp') }}) from source)
-        and event_id in (select event_id from source)
-
-),
-
 arrived as (
 
-    select source.*
-    from source
-    left join already_in_silver
-        on source.event_id = already_in_silver.event_id
-    where already_in_silver.event_id is null
+    {{ new_keys_only('source', 'event_id', 'event_date', batch_date=utc_date('event_timestamp')) }}
 
 ),
 {% else %}
@@ -57,8 +42,8 @@ arrived as (
 {% endif %}
 
 -- a redelivered message or a resent event keeps its event_id: keep its first delivery. Only the
--- few repeated event_ids need the window; every other event is its own first delivery (this split
--- halves the cost of deduplicating a full refresh against a window over every row).
+-- few repeated event_ids need the window; every other event is its own first delivery, so the
+-- window sorts the repeats, not every row.
 repeated as (
 
     select event_id

@@ -4,7 +4,7 @@ with
 
 source as (
 
-    select * from {{ source('bronze', 'store_items') }}
+    select * from {{ source('studio_db', 'store_items') }}
 
 ),
 

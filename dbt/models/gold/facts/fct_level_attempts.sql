@@ -16,7 +16,7 @@ with
 
 level_events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     where event_name in ('level_start', 'level_complete', 'level_fail')
 
 ),
@@ -32,15 +32,7 @@ arrived as (
 
 new_events as (
 
-    select arrived.*
-    from arrived
-    left join (
-        select event_id from {{ this }}
-        where event_date >= (select min(event_date) from arrived)
-            and event_id in (select event_id from arrived)  -- only the arrived ids are looked up
-    ) as existing
-        on arrived.event_id = existing.event_id
-    where existing.event_id is null
+    {{ new_keys_only('arrived', 'event_id', 'event_date') }}
 
 ),
 {% else %}

@@ -19,7 +19,7 @@ with
 
 events as (
 
-    select * from {{ ref('stg_bronze__game_events') }}
+    select * from {{ ref('stg_telemetry__game_events') }}
     {% if is_incremental() %}
     where {{ arrival_window('ingested_at', watermark_column='first_ingested_at') }}
     {% endif %}
@@ -41,16 +41,7 @@ player_days as (
 {% if is_incremental() %}
 new_player_days as (
 
-    select player_days.*
-    from player_days
-    left join (
-        select game_id, player_id, activity_date from {{ this }}
-        where activity_date >= (select min(activity_date) from player_days)
-    ) as existing
-        on player_days.game_id = existing.game_id
-        and player_days.player_id = existing.player_id
-        and player_days.activity_date = existing.activity_date
-    where existing.player_id is null
+    {{ new_keys_only('player_days', ['game_id', 'player_id', 'activity_date'], 'activity_date') }}
 
 ),
 

@@ -4,7 +4,7 @@ with
 
 source as (
 
-    select * from {{ source('bronze', 'game_events_rejected') }}
+    select * from {{ source('telemetry', 'game_events_rejected') }}
 
 ),
 

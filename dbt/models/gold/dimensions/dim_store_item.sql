@@ -3,7 +3,7 @@ with
 
 items as (
 
-    select * from {{ ref('stg_bronze__store_items') }}
+    select * from {{ ref('stg_studio_db__store_items') }}
 
 ),
 

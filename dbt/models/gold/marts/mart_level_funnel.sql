@@ -2,30 +2,9 @@
 -- Rebuilt on every run from fct_player_levels (one row per game, level and player).
 with
 
--- test accounts' rows are left out by an anti-join with the few test accounts (every row has its
--- player in dim_player, which the relationship tests check)
-test_accounts as (
-
-    select game_id, player_id
-    from {{ ref('dim_player') }}
-    where is_test_account
-
-),
-
-player_levels as (
-
-    select * from {{ ref('fct_player_levels') }}
-
-),
-
 counted_player_levels as (
 
-    select player_levels.*
-    from player_levels
-    left join test_accounts
-        on player_levels.game_id = test_accounts.game_id
-        and player_levels.player_id = test_accounts.player_id
-    where test_accounts.player_id is null
+    {{ counted_players_only(ref('fct_player_levels')) }}
 
 ),
 

@@ -4,21 +4,23 @@
 -- Rebuilt from the facts on every run (a late event can change any cohort).
 with
 
+counted_players as (
+
+    {{ counted_players_only(ref('dim_player')) }}
+
+),
+
 players as (
 
     select game_id, player_id, first_seen_date as cohort_date
-    from {{ ref('dim_player') }}
-    where not is_test_account and first_seen_date is not null
+    from counted_players
+    where first_seen_date is not null
 
 ),
 
 player_days as (
 
-    select activity.game_id, activity.player_id, activity.activity_date
-    from {{ ref('fct_player_activity_daily') }} as activity
-    inner join players
-        on activity.game_id = players.game_id
-        and activity.player_id = players.player_id
+    {{ counted_players_only(ref('fct_player_activity_daily')) }}
 
 ),
 
