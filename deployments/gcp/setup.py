@@ -24,11 +24,11 @@ import json
 import shlex
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 from common import bronze
-from deployments.streaming import build, deploy
+from common.settings import REPO_ROOT
+from deployments.streaming import deploy
 from deployments.streaming.deploy import Step, dataset_step
 
 # pinned prefect-worker chart: its schema and templates are in deployments/gke/prefect-worker-chart/
@@ -75,7 +75,6 @@ class Target:
     dataset_prefix: str = "game_analytics"
     bq_location: str = "EU"
     cluster: str = "game-analytics"
-    source: Path = build.DEFAULT_OUT
     dataflow_secrets: tuple[str, ...] = field(default=())  # Secret Manager secrets the workers may read
     # the studio's operational database (players, store_items): a Cloud SQL for PostgreSQL
     # instance "project:region:instance" and its database, reached with IAM database authentication
@@ -129,7 +128,7 @@ class Target:
         return f"gs://{self.templates_bucket}/batch-load.json"
 
     def streaming(self) -> deploy.Target:
-        return deploy.Target(self.project, self.region, self.dataset_prefix, self.bq_location, self.source)
+        return deploy.Target(self.project, self.region, self.dataset_prefix, self.bq_location)
 
     def deploy_env(self) -> dict[str, str]:
         """What `prefect deploy` reads into the production deployments' job variables (prefect.yaml)."""
@@ -181,7 +180,7 @@ def worker_api_key_secret() -> str:
     names it `prefect-<worker name>-api-key` (jobApiKeyPropagation: autoSecret)."""
     import yaml
 
-    values = yaml.safe_load((build.REPO_ROOT / WORKER_VALUES).read_text())
+    values = yaml.safe_load((REPO_ROOT / WORKER_VALUES).read_text())
     return f"prefect-{values['worker']['config']['name']}-api-key"
 
 

@@ -63,7 +63,7 @@ from ingestion.batch.sources import (
     duplicate_reason,
     key_of,
 )
-from ingestion.landing import write_table
+from ingestion.streaming.landing import write_table
 
 REJECTED_TABLE = "batch_rejected"
 REJECTED_SCHEMA = pa.schema(

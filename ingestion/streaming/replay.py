@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ingestion.streaming.settings import FunctionSettings
-from ingestion.sinks import Sink, sink_from_settings
-from ingestion.streaming.handler import _stdout, handle_message, parse_time
+from .handler import _stdout, handle_message, parse_time
+from .settings import FunctionSettings
+from .sinks import Sink, sink_from_settings
 
 DEAD_LETTER_SUBSCRIPTION = "game-events-dead-letter-pull"
 # Pub/Sub adds this attribute to a dead-lettered message: when it was first published

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import yaml
 
-from ingestion.events import ERROR_TYPES
+from ingestion.streaming.events import ERROR_TYPES
 from tests.dbt.warehouse import DBT_DIR
 
 

@@ -18,7 +18,7 @@ from common.settings import REPO_ROOT, OrchestrationSettings
 from ingestion.simulator import Simulation
 from ingestion.simulator.messages import PubSubMessage
 from deployments.local.report import MARTS as REPORT_MARTS
-from ingestion.sinks import LocalSink
+from ingestion.streaming.sinks import LocalSink
 from ingestion.streaming.handler import handle_message
 
 DBT_DIR = REPO_ROOT / "dbt"

@@ -15,9 +15,9 @@ from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from deployments.local.stack import AlertPrinter as Receiver
 from flows.pipeline import PipelineParameters, game_analytics_pipeline, resumable
-from ingestion.landing import write_table
+from ingestion.streaming.landing import write_table
 from common.settings import OrchestrationSettings
-from ingestion.sinks import GAME_EVENTS_SCHEMA
+from ingestion.streaming.rows import GAME_EVENTS_SCHEMA
 from tests.conftest import land_simulation
 
 

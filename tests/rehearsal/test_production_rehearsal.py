@@ -37,7 +37,7 @@ from ingestion.batch.sources import BATCH_SOURCES, SourceFile
 from common.settings import OrchestrationSettings
 from ingestion.streaming.settings import FunctionSettings
 from ingestion.simulator import Simulation, SimulationConfig, simulate
-from ingestion.sinks import BigQuerySink, sink_from_settings
+from ingestion.streaming.sinks import BigQuerySink, sink_from_settings
 from ingestion.streaming.handler import handle_message
 from tests.dbt import warehouse
 from tests.rehearsal.conftest import (

@@ -11,7 +11,7 @@ import pytest
 from deployments.local.pubsub import admin_clients, create_topics, pubsub_emulator, topology
 from ingestion.bronze import ensure_local_bronze
 from common.settings import OrchestrationSettings
-from ingestion.sinks import LocalSink
+from ingestion.streaming.sinks import LocalSink
 from ingestion.streaming import replay
 from tests.conftest import requires_pubsub_emulator
 from tests.dbt.warehouse import dbt
