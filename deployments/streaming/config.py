@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Final
 
+# the topic names are stated by the function's folder; the deploy commands name them through here
+from ingestion.streaming.topics import DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_TOPIC, TOPIC  # noqa: F401
+
 FUNCTION_NAME: Final = "ingest-game-events"
 ENTRY_POINT: Final = "handle_pubsub"
 RUNTIME: Final = "python311"
 SERVICE_ACCOUNT_ID: Final = "game-events-ingest"  # <id>@<project>.iam.gserviceaccount.com
-
-TOPIC: Final = "game-events"
-DEAD_LETTER_TOPIC: Final = "game-events-dead-letter"
-DEAD_LETTER_SUBSCRIPTION: Final = "game-events-dead-letter-pull"
 
 # One instance: one CPU, one gunicorn worker. Handling a 10 MB message (the Pub/Sub maximum) adds
 # about 165 MB to a worker that idles at about 120 MB (tests/ingestion/streaming/test_bad_inputs.py
