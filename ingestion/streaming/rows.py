@@ -195,7 +195,7 @@ _MICROSECOND: Final = timedelta(microseconds=1)
 def _column(values: Sequence[Any], kind: pa.DataType) -> pa.Array:
     """One Arrow column. A timestamp column holding one value throughout (a delivery's publish
     and ingest time) is built from its integer microseconds: converting each tz-aware datetime
-    costs about as much as the rest of a row."""
+    is the costliest part of building a row."""
     first = values[0] if values else None
     if isinstance(first, datetime) and pa.types.is_timestamp(kind) and values.count(first) == len(values):
         micros = (first - _EPOCH) // _MICROSECOND

@@ -5,8 +5,9 @@ message is decoded once into a list of raw event byte slices, then each event is
 own into a typed msgspec Struct, so one bad event never rejects its batch. The raw event bytes
 (``payload``) and the raw ``params`` bytes are kept as sent, so unknown fields survive.
 
-The typed decoders are built from the contract file at import (enums, patterns, lengths,
-minimums, defaults, which params go with which event_name); nothing here restates them. Rules
+The typed decoders (``contract.decoders``) are built from the contract file at import (enums,
+patterns, lengths, minimums, defaults, which params go with which event_name); nothing here
+restates them. Rules
 the validator applies on purpose beyond plain JSON Schema:
 
 * integers must be JSON integers: ``2.0`` or ``1e2`` is not an ``integer`` (the contract says so);
