@@ -7,7 +7,14 @@ import re
 import pytest
 
 from common import bronze
-from common.settings import REPO_ROOT, BatchSettings, OrchestrationSettings, PlatformSettings, WarehouseSettings
+from common.settings import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    BatchSettings,
+    OrchestrationSettings,
+    PlatformSettings,
+    WarehouseSettings,
+)
 from ingestion.streaming import rows
 from ingestion.batch.pipeline import REJECTED_TABLE
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
@@ -59,3 +66,15 @@ def test_every_image_that_ships_ingestion_ships_common() -> None:
         sources = {src: dst.removesuffix("/").removesuffix("ingestion").removesuffix("common") for src, dst in copies}
         if "ingestion" in sources:
             assert sources.get("common") == sources["ingestion"], dockerfile
+
+
+def test_dbts_default_data_folder_is_the_settings_one() -> None:
+    """dbt cannot import the settings: its ``GA_DATA_DIR`` defaults (relative to the project) are
+    copies, held here to the one default."""
+    dbt = REPO_ROOT / "dbt"
+    found = []
+    for path in [*dbt.glob("*.yml"), *dbt.glob("macros/**/*.sql"), *dbt.glob("models/**/*.yml")]:
+        for default in re.findall(r"env_var\(\s*'GA_DATA_DIR'\s*,\s*'([^']*)'\s*\)", path.read_text()):
+            found.append((path.name, (dbt / default).resolve()))
+    assert found, "no GA_DATA_DIR default found under dbt/"
+    assert all(resolved == DEFAULT_DATA_DIR for _, resolved in found), found
