@@ -12,7 +12,7 @@ flow image ships, dbt's macro templates compiled. That fixed start is printed on
 run in CI, not in production builds, so the build leaves them out as the flow does.
 
 Bronze is generated directly as Parquet with DuckDB SQL, matching the landing area's schemas
-(ingestion/sinks.py, ingestion/batch/sources.py) and its layout once compacted (ingestion/landing.py): duplicated deliveries, purchases sent twice,
+(ingestion/streaming/rows.py, ingestion/batch/sources.py) and its layout once compacted (ingestion/streaming/compaction.py): duplicated deliveries, purchases sent twice,
 events up to 5 days late, test accounts, five currencies with weekday FX rates.
 
     .venv/bin/python benchmarks/dbt_benchmark.py                  # 10M events
@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from flows.dbt import DbtSession  # noqa: E402
 from ingestion.bronze import ensure_local_bronze  # noqa: E402
-from ingestion.landing import COMPACTED_PREFIX  # noqa: E402
+from ingestion.streaming.compaction import COMPACTED_PREFIX  # noqa: E402
 from common.settings import OrchestrationSettings  # noqa: E402
 
 DBT_DIR = REPO_ROOT / "dbt"

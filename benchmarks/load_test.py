@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from deployments.local.pubsub import local_streaming_stack, read_dead_letters, wait_for_delivery  # noqa: E402
-from ingestion import landing  # noqa: E402
+from ingestion.streaming import compaction  # noqa: E402
 from ingestion.bronze import compact_local_bronze, ensure_local_bronze  # noqa: E402
 from common.settings import OrchestrationSettings  # noqa: E402
 from simulator import SimulationConfig, simulate  # noqa: E402
@@ -206,12 +206,12 @@ def main() -> int:
     tables = ("game_events", "game_events_rejected")
     written = sum(len(list((landing_dir / t).rglob("*.parquet"))) for t in tables)
     compact_local_bronze(landing_dir)
-    after = sum(len(landing.snapshot(landing_dir / t)) for t in tables)
+    after = sum(len(compaction.snapshot(landing_dir / t)) for t in tables)
 
     latencies = [r[0] for r in duckdb.sql(
         f"select epoch(min(ingested_at) - min(publish_time)) from (select message_id, ingested_at, publish_time from "
-        f"{landing.scan_sql(landing_dir / 'game_events')} union all select message_id, ingested_at, publish_time from "
-        f"{landing.scan_sql(landing_dir / 'game_events_rejected')}) group by message_id").fetchall()]
+        f"{compaction.scan_sql(landing_dir / 'game_events')} union all select message_id, ingested_at, publish_time from "
+        f"{compaction.scan_sql(landing_dir / 'game_events_rejected')}) group by message_id").fetchall()]
 
     ensure_local_bronze(landing_dir)
     dbt_env = dict(os.environ, GA_DATA_DIR=str(data_dir), GA_TARGET="local")
@@ -225,7 +225,7 @@ def main() -> int:
     exact = (silver_ids == sent.valid and len(silver) == len(sent.valid) and set(rejected) == sent.invalid
              and len(rejected) == len(sent.invalid) and not dead and report.complete)
 
-    landed_events = duckdb.sql(f"select count(*) from {landing.scan_sql(landing_dir / 'game_events')}").fetchall()[0][0]
+    landed_events = duckdb.sql(f"select count(*) from {compaction.scan_sql(landing_dir / 'game_events')}").fetchall()[0][0]
     print(f"published: {len(sent.ids)} messages ({sent.resent} published twice), {sent.events} events in {sent.seconds:.1f} s: "
           f"{sent.events / sent.seconds:.0f} events/s offered")
     print(f"landed: {landed_events} valid rows; every message landed {drained:.1f} s after the start: "

@@ -34,11 +34,13 @@ import pyarrow as pa
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ingestion import landing  # noqa: E402
+from ingestion.streaming import landing  # noqa: E402
 from simulator import SimulationConfig, simulate  # noqa: E402
 from simulator.messages import encode  # noqa: E402
-from ingestion.sinks import GAME_EVENTS, GAME_EVENTS_SCHEMA, LocalSink, landing_file_name  # noqa: E402
 from ingestion.streaming.handler import handle_message  # noqa: E402
+from ingestion.streaming.rows import GAME_EVENTS, GAME_EVENTS_SCHEMA  # noqa: E402
+from ingestion.streaming.sinks import LocalSink  # noqa: E402
+from ingestion.streaming.sinks.local import landing_file_name  # noqa: E402
 
 EVENTS_PER_MESSAGE = 500
 PUBLISH = datetime(2026, 3, 1, tzinfo=UTC)

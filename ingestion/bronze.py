@@ -10,8 +10,9 @@ import pyarrow as pa
 from common import bronze
 from ingestion.batch.rejected import REJECTED_SCHEMA
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
-from ingestion.landing import compact, ensure_table
-from ingestion.sinks import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA
+from ingestion.streaming.compaction import compact
+from ingestion.streaming.landing import ensure_table
+from ingestion.streaming.rows import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA
 
 
 def bronze_schemas() -> dict[str, pa.Schema]:
@@ -36,6 +37,6 @@ def ensure_local_bronze(landing_dir: Path) -> None:
 
 def compact_local_bronze(landing_dir: Path) -> dict[str, int]:
     """Compact the streamed tables of the local landing area (files merged, per table); a damaged
-    file is quarantined on the way (see ``ingestion.landing``)."""
+    file is quarantined on the way (see ``ingestion.streaming.compaction``)."""
     schemas = bronze_schemas()
     return {table: compact(landing_dir / table, schemas[table]).merged for table in bronze.STREAMED_TABLES}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from ingestion.contract import load_game_event_schema
+from ingestion.streaming.contract import load_game_event_schema
 
 
 @lru_cache(maxsize=1)

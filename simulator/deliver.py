@@ -15,11 +15,12 @@ import requests
 
 from simulator.messages import PublishedMessage
 from simulator.timefmt import format_utc, parse_timestamp
+from ingestion.streaming.topics import PUSH_SUBSCRIPTION, TOPIC
 
-DEFAULT_SUBSCRIPTION = "projects/local/subscriptions/game-events-push"
+DEFAULT_SUBSCRIPTION = f"projects/local/subscriptions/{PUSH_SUBSCRIPTION}"
 # functions-framework turns a raw push request into a CloudEvent whose source names the topic
 # found in the request path (projects/P/topics/T); without it the source has no topic.
-PUSH_PATH = "/projects/local/topics/game-events"
+PUSH_PATH = f"/projects/local/topics/{TOPIC}"
 CONNECT_ATTEMPTS = 5
 REQUEST_TIMEOUT_S = 60.0
 

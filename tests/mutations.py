@@ -28,7 +28,7 @@ MART_CELLS = "tests/dbt/test_marts.py::test_every_cell_of_the_mart_equals_the_gr
 DAILY_KPIS = f"{MART_CELLS}[mart_daily_kpis]"
 RETENTION = f"{MART_CELLS}[mart_retention]"
 SILVER_ONCE = "tests/dbt/test_marts.py::test_silver_holds_each_valid_event_once"
-TIME_RULE = "tests/ingestion/test_events.py::test_time_rule"
+TIME_RULE = "tests/ingestion/streaming/test_events.py::test_time_rule"
 MAIN_JOB = "tests/deployments/test_run_local.py"
 
 
@@ -141,27 +141,27 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation(
         "time_rule_earliest_inclusive",
         "an event timestamped exactly 2015-01-01T00:00:00Z is rejected",
-        (Edit("ingestion/events.py", "    if when < earliest:", "    if when <= earliest:"),),
+        (Edit("ingestion/streaming/validate.py", "    if when < earliest:", "    if when <= earliest:"),),
         (TIME_RULE,),
     ),
     Mutation(
         "time_rule_earliest_year",
         "events of 2014 are accepted",
-        (Edit("ingestion/events.py", "EARLIEST_EVENT_TIME: Final = datetime(2015, 1, 1",
+        (Edit("ingestion/streaming/events.py", "EARLIEST_EVENT_TIME: Final = datetime(2015, 1, 1",
               "EARLIEST_EVENT_TIME: Final = datetime(2014, 1, 1"),),
         (TIME_RULE,),
     ),
     Mutation(
         "time_rule_ahead_exclusive",
         "an event exactly 24 h after its publish time is rejected",
-        (Edit("ingestion/events.py", "if when > publish_time + MAX_AHEAD_OF_PUBLISH:",
+        (Edit("ingestion/streaming/validate.py", "if when > publish_time + MAX_AHEAD_OF_PUBLISH:",
               "if when >= publish_time + MAX_AHEAD_OF_PUBLISH:"),),
         (TIME_RULE,),
     ),
     Mutation(
         "time_rule_ahead_25_hours",
         "events up to 25 h after their publish time are accepted",
-        (Edit("ingestion/events.py", "MAX_AHEAD_OF_PUBLISH: Final = timedelta(hours=24)",
+        (Edit("ingestion/streaming/events.py", "MAX_AHEAD_OF_PUBLISH: Final = timedelta(hours=24)",
               "MAX_AHEAD_OF_PUBLISH: Final = timedelta(hours=25)"),),
         (TIME_RULE,),
     ),

@@ -9,7 +9,7 @@ import sys
 from typing import Final
 
 from deployments.gcp.target import GIT_COMMIT, WEBHOOK_SECRET, Target, gcloud
-from deployments.streaming import build
+from common.settings import REPO_ROOT
 from deployments.streaming.deploy import Step
 
 # pinned prefect-worker chart: its schema and templates are in deployments/gke/prefect-worker-chart/
@@ -40,7 +40,7 @@ def worker_api_key_secret() -> str:
     names it `prefect-<worker name>-api-key` (jobApiKeyPropagation: autoSecret)."""
     import yaml
 
-    values = yaml.safe_load((build.REPO_ROOT / WORKER_VALUES).read_text())
+    values = yaml.safe_load((REPO_ROOT / WORKER_VALUES).read_text())
     return f"prefect-{values['worker']['config']['name']}-api-key"
 
 

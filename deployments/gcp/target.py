@@ -3,11 +3,10 @@ buckets, datasets, the registry and images, and the settings the production depl
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Final
 
 from common import bronze
-from deployments.streaming import build, deploy
+from deployments.streaming import deploy
 
 FLOWS_ACCOUNT_ID: Final = "ga-flows"
 DATAFLOW_ACCOUNT_ID: Final = "ga-dataflow"
@@ -24,7 +23,6 @@ class Target:
     dataset_prefix: str = "game_analytics"
     bq_location: str = "EU"
     cluster: str = "game-analytics"
-    source: Path = build.DEFAULT_OUT
     dataflow_secrets: tuple[str, ...] = field(default=())  # Secret Manager secrets the workers may read
     # the studio's operational database (players, store_items): a Cloud SQL for PostgreSQL
     # instance "project:region:instance" and its database, reached with IAM database authentication
@@ -78,7 +76,7 @@ class Target:
         return f"gs://{self.templates_bucket}/batch-load.json"
 
     def streaming(self) -> deploy.Target:
-        return deploy.Target(self.project, self.region, self.dataset_prefix, self.bq_location, self.source)
+        return deploy.Target(self.project, self.region, self.dataset_prefix, self.bq_location)
 
     def deploy_env(self) -> dict[str, str]:
         """What `prefect deploy` reads into the production deployments' job variables (prefect.yaml)."""

@@ -23,12 +23,9 @@ from typing import Any, Final
 
 from deployments.local.pubsub_emulator import pubsub_emulator
 from deployments.local.services import function_server
+from ingestion.streaming.topics import DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_TOPIC, PUSH_SUBSCRIPTION, TOPIC
 
 PROJECT: Final = "local"
-TOPIC: Final = "game-events"
-DEAD_LETTER_TOPIC: Final = "game-events-dead-letter"
-SUBSCRIPTION: Final = "game-events-push"
-DEAD_LETTER_SUBSCRIPTION: Final = "game-events-dead-letter-pull"
 _TABLES: Final = ("game_events", "game_events_rejected")
 
 
@@ -111,7 +108,7 @@ def topology(project: str = PROJECT) -> Topology:
         project=project,
         topic_path=f"projects/{project}/topics/{TOPIC}",
         dead_letter_topic_path=f"projects/{project}/topics/{DEAD_LETTER_TOPIC}",
-        subscription_path=f"projects/{project}/subscriptions/{SUBSCRIPTION}",
+        subscription_path=f"projects/{project}/subscriptions/{PUSH_SUBSCRIPTION}",
         dead_letter_subscription_path=f"projects/{project}/subscriptions/{DEAD_LETTER_SUBSCRIPTION}",
     )
 

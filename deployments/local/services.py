@@ -17,6 +17,8 @@ from typing import Iterator, Mapping
 
 from common.settings import REPO_ROOT, PlatformSettings
 
+FUNCTION_MAIN = REPO_ROOT / "ingestion" / "streaming" / "main.py"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -40,10 +42,11 @@ def wait_http(url: str, proc: subprocess.Popen, timeout_s: float, log: Path) -> 
 
 
 @contextmanager
-def background(cmd: list[str], *, env: Mapping[str, str], log: Path, ready_url: str, timeout_s: float) -> Iterator[None]:
+def background(cmd: list[str], *, env: Mapping[str, str], log: Path, ready_url: str, timeout_s: float,
+               cwd: Path = REPO_ROOT) -> Iterator[None]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+        proc = subprocess.Popen(cmd, env=dict(env), stdout=out, stderr=subprocess.STDOUT, cwd=cwd,
                                 start_new_session=True)
     try:
         wait_http(ready_url, proc, timeout_s, log)
@@ -79,11 +82,12 @@ def prefect_server(home: Path, port: int | None = None, timeout_s: float = 120) 
 @contextmanager
 def function_server(data_dir: Path, port: int | None = None, timeout_s: float = 60,
                     extra_env: Mapping[str, str] | None = None) -> Iterator[str]:
-    """The streaming Cloud Function served by functions-framework, writing to the local sink; yields its URL."""
+    """The streaming Cloud Function served by functions-framework from its folder, as deployed,
+    writing to the local sink of the platform's data folder; yields its URL."""
     port = port or free_port()
     env = dict(os.environ, GA_SINK="local", GA_LANDING_DIR=str(PlatformSettings(data_dir=data_dir).landing_dir),
-               PYTHONPATH=str(REPO_ROOT), **(extra_env or {}))
-    cmd = [str(Path(sys.executable).with_name("functions-framework")), "--source", "ingestion/streaming/main.py",
+               **(extra_env or {}))
+    cmd = [str(Path(sys.executable).with_name("functions-framework")), "--source", str(FUNCTION_MAIN),
            "--target", "handle_pubsub", "--signature-type", "cloudevent", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
     with background(cmd, env=env, log=data_dir / "logs" / "function.log", ready_url=url, timeout_s=timeout_s):

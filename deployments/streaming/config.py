@@ -1,21 +1,20 @@
 """The sizes and names of the production streaming set-up, in one place: the deploy commands are
-built from them and the tests hold the function's measured memory to them."""
+built from them and the tests hold the function's memory to them."""
 from __future__ import annotations
 
 from typing import Final
+
+# the topic names are stated by the function's folder; the deploy commands name them through here
+from ingestion.streaming.topics import DEAD_LETTER_SUBSCRIPTION, DEAD_LETTER_TOPIC, TOPIC  # noqa: F401
 
 FUNCTION_NAME: Final = "ingest-game-events"
 ENTRY_POINT: Final = "handle_pubsub"
 RUNTIME: Final = "python311"
 SERVICE_ACCOUNT_ID: Final = "game-events-ingest"  # <id>@<project>.iam.gserviceaccount.com
 
-TOPIC: Final = "game-events"
-DEAD_LETTER_TOPIC: Final = "game-events-dead-letter"
-DEAD_LETTER_SUBSCRIPTION: Final = "game-events-dead-letter-pull"
-
-# One instance: one CPU, one gunicorn worker. Handling a 10 MB message (the Pub/Sub maximum) adds
-# about 165 MB to a worker that idles at about 120 MB (tests/ingestion/streaming/test_bad_inputs.py
-# measures it), so CONCURRENCY maximum-size messages at once still fit in MEMORY_MB.
+# One instance: one CPU, one gunicorn worker. CONCURRENCY maximum-size messages (10 MB, the Pub/Sub
+# maximum) handled at once must fit in MEMORY_MB with the idle worker: the test of a 10 MB message
+# (tests/ingestion/streaming/test_bad_inputs.py) measures both and holds them to it.
 MEMORY_MB: Final = 1024
 CPU: Final = 1
 CONCURRENCY: Final = 4

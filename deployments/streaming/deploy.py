@@ -18,7 +18,8 @@ What it sets up:
 * BigQuery ``<prefix>_bronze.game_events`` (partitioned by event date, clustered by game_id and
   event_name) and ``game_events_rejected`` (partitioned by ingest date, clustered by error_type,
   partitions deleted after ``REJECTED_RETENTION_DAYS``: raw payloads may hold personal data);
-* the gen2 function (built by ``deployments.streaming.build``), triggered by the topic with retry;
+* the gen2 function, deployed from its folder ``ingestion/streaming`` as it is, triggered by the topic
+  with retry;
 * on the trigger's subscription: dead-lettering after ``MAX_DELIVERY_ATTEMPTS`` and a retry
   backoff, and the IAM the Pub/Sub service agent needs to forward dead letters.
 """
@@ -29,17 +30,18 @@ import json
 import os
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 from common import bronze
-from common.settings import PlatformSettings
-from deployments.streaming import build, config
+from common.settings import REPO_ROOT, PlatformSettings
+from deployments.streaming import config
 
 SCHEMA_DIR: Final = Path(__file__).resolve().parent / "schemas"
+# the function's whole source, relative to the repository (where the commands run)
+FUNCTION_SOURCE: Final = "ingestion/streaming"
 APIS: Final = (
     "cloudfunctions.googleapis.com",
     "run.googleapis.com",
@@ -64,7 +66,6 @@ class Target:
     region: str
     dataset_prefix: str
     bq_location: str
-    source: Path
 
     @property
     def dataset(self) -> str:
@@ -199,11 +200,10 @@ def steps(t: Target, enable_apis: bool = True) -> list[Step]:
          f"--role={t.role(config.DATASET_GET_ROLE_ID)}", f"{t.project}:{t.dataset}"),
     ))
     out += [
-        Step("stage the function source", (sys.executable, "-m", "deployments.streaming.build", f"--out={t.source}")),
         Step(
             "deploy the function",
             gcloud(t, "functions", "deploy", config.FUNCTION_NAME, "--gen2", f"--region={t.region}",
-                   f"--runtime={config.RUNTIME}", f"--source={t.source}", f"--entry-point={config.ENTRY_POINT}",
+                   f"--runtime={config.RUNTIME}", f"--source={FUNCTION_SOURCE}", f"--entry-point={config.ENTRY_POINT}",
                    f"--trigger-topic={config.TOPIC}", "--retry",
                    f"--memory={config.MEMORY_MB}Mi", f"--cpu={config.CPU}", f"--concurrency={config.CONCURRENCY}",
                    f"--min-instances={config.MIN_INSTANCES}", f"--max-instances={config.MAX_INSTANCES}",
@@ -257,7 +257,7 @@ def steps(t: Target, enable_apis: bool = True) -> list[Step]:
 
 
 def alert_policy_name() -> str:
-    return json.loads((build.REPO_ROOT / config.ALERT_POLICY_FILE).read_text())["displayName"]
+    return json.loads((REPO_ROOT / config.ALERT_POLICY_FILE).read_text())["displayName"]
 
 
 def lookups(t: Target) -> dict[str, tuple[str, ...]]:
@@ -320,7 +320,7 @@ def run_steps(all_steps: Sequence[Step], finders: dict[str, tuple[str, ...]], dr
             stdin = os.environ.get(step.stdin_env)
             if not stdin:
                 raise RuntimeError(f"{step.name}: set {step.stdin_env} in the environment")
-        execute(fill(step.command, values), check=True, text=True, cwd=build.REPO_ROOT, input=stdin)
+        execute(fill(step.command, values), check=True, text=True, cwd=REPO_ROOT, input=stdin)
 
 
 def run(t: Target, dry_run: bool, execute: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run) -> None:
@@ -334,10 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--region", default=defaults["gcp_region"].default)
     p.add_argument("--dataset-prefix", default=defaults["bq_dataset_prefix"].default)
     p.add_argument("--bq-location", default=defaults["bq_location"].default)
-    p.add_argument("--source", type=Path, default=build.DEFAULT_OUT)
     p.add_argument("--dry-run", action="store_true")
     args = p.parse_args(argv)
-    target = Target(args.project, args.region, args.dataset_prefix, args.bq_location, args.source)
+    target = Target(args.project, args.region, args.dataset_prefix, args.bq_location)
     run(target, args.dry_run)
     return 0
 

@@ -31,7 +31,7 @@ from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.postgres_connection import check_table
 from ingestion.batch.sources import TIMESTAMP, SourceFile
 from ingestion.batch.staging import promote, staged_rows, staging_area
-from ingestion.landing import write_table
+from ingestion.streaming.landing import write_table
 
 LOADED_FILES_TABLE = "batch_loaded_files"
 LOADED_FILES_SCHEMA = pa.schema([

@@ -13,7 +13,7 @@ import pyarrow as pa
 from ingestion.batch.pipeline import REJECTED, VALID, Loaded
 from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import BatchSource
-from ingestion.landing import write_table
+from ingestion.streaming.landing import write_table
 
 
 def bronze_table(source: BatchSource, batches: Iterable[pa.RecordBatch]) -> pa.Table:

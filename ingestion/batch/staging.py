@@ -17,7 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ingestion.landing import ensure_table
+from ingestion.streaming.landing import ensure_table
 
 STAGING_FOLDER = ".staging"
 

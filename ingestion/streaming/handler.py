@@ -18,9 +18,11 @@ from typing import Any, Final
 import msgspec
 import orjson
 
-from ingestion.events import Rejection, ValidEvent, parse_message
-from ingestion.streaming.settings import FunctionSettings
-from ingestion.sinks import Delivery, Sink, bronze_rows, sink_from_settings
+from .events import Rejection, ValidEvent
+from .rows import Delivery, bronze_rows
+from .settings import FunctionSettings
+from .sinks import Sink, sink_from_settings
+from .validate import parse_message
 
 # How many rejections one log line lists; the counts are always complete.
 MAX_LOGGED_REJECTIONS: Final = 50

@@ -1,11 +1,14 @@
 """Cloud Function entry point: a Pub/Sub message (as a CloudEvent) in, bronze rows out.
 
-Serve locally with::
+This folder is the function's whole source, deployed as it is. Serve it locally with::
 
-    PYTHONPATH=. functions-framework --source ingestion/streaming/main.py \\
+    GA_LANDING_DIR=data/landing functions-framework --source ingestion/streaming/main.py \\
         --target handle_pubsub --signature-type cloudevent --port 8080
 
 and POST either a CloudEvent or a raw Pub/Sub push body to ``/projects/P/topics/T``.
+functions-framework loads this file as a package named ``main`` whose path is this folder, so the
+relative imports resolve inside the folder, as they do when it is imported as
+``ingestion.streaming.main``.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from datetime import UTC, datetime
 import functions_framework
 from cloudevents.http import CloudEvent
 
-from ingestion.streaming.handler import handle_message, process_sink, pubsub_message
+from .handler import handle_message, process_sink, pubsub_message
 
 
 @functions_framework.cloud_event

@@ -1,6 +1,6 @@
 """Replay dead-lettered messages through the function's handler, into the sink the settings choose.
 
-    python -m ingestion.streaming.replay --project P [--subscription game-events-dead-letter-pull] [--max-messages N]
+    python -m ingestion.streaming.replay --project P [--subscription SUBSCRIPTION] [--max-messages N]
 
 Pulls from the dead-letter subscription (``PUBSUB_EMULATOR_HOST`` points the client at the
 emulator), hands each message to ``handle_message`` exactly as the function would, and
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ingestion.streaming.settings import FunctionSettings
-from ingestion.sinks import Sink, sink_from_settings
-from ingestion.streaming.handler import _stdout, handle_message, parse_time
+from .handler import _stdout, handle_message, parse_time
+from .settings import FunctionSettings
+from .sinks import Sink, sink_from_settings
+from .topics import DEAD_LETTER_SUBSCRIPTION
 
-DEAD_LETTER_SUBSCRIPTION = "game-events-dead-letter-pull"
 # Pub/Sub adds this attribute to a dead-lettered message: when it was first published
 SOURCE_PUBLISH_TIME = "CloudPubSubDeadLetterSourceTopicPublishTime"
 
@@ -91,7 +91,7 @@ def replay(
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ingestion.streaming.replay", description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", default=FunctionSettings().gcp_project, help="Google Cloud project (default: GA_GCP_PROJECT)")
-    parser.add_argument("--subscription", default=DEAD_LETTER_SUBSCRIPTION, help="the dead-letter subscription's id")
+    parser.add_argument("--subscription", default=DEAD_LETTER_SUBSCRIPTION, help=f"the dead-letter subscription's id (default: {DEAD_LETTER_SUBSCRIPTION})")
     parser.add_argument("--max-messages", type=int, default=10_000)
     args = parser.parse_args(argv)
     if not args.project:

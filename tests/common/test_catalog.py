@@ -7,8 +7,15 @@ import re
 import pytest
 
 from common import bronze
-from common.settings import REPO_ROOT, BatchSettings, OrchestrationSettings, PlatformSettings, WarehouseSettings
-from ingestion import sinks
+from common.settings import (
+    DEFAULT_DATA_DIR,
+    REPO_ROOT,
+    BatchSettings,
+    OrchestrationSettings,
+    PlatformSettings,
+    WarehouseSettings,
+)
+from ingestion.streaming import rows
 from ingestion.batch.rejected import REJECTED_TABLE
 from ingestion.batch.sources import FX_RATES, PLAYERS, STORE_ITEMS
 from ingestion.bronze import bronze_schemas
@@ -18,7 +25,7 @@ def test_every_bronze_table_has_one_schema_under_the_catalogs_name() -> None:
     assert tuple(bronze_schemas()) == bronze.TABLES
     assert (PLAYERS.name, STORE_ITEMS.name, FX_RATES.name, REJECTED_TABLE) == bronze.BATCH_TABLES
     # the function cannot import the catalog (it deploys as one folder): its copy must agree
-    assert (sinks.GAME_EVENTS, sinks.GAME_EVENTS_REJECTED) == bronze.STREAMED_TABLES
+    assert (rows.GAME_EVENTS, rows.GAME_EVENTS_REJECTED) == bronze.STREAMED_TABLES
 
 
 def test_datasets_are_named_by_layer() -> None:
@@ -50,3 +57,24 @@ def test_one_default_data_folder(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GA_DATA_DIR", "/elsewhere")
     assert OrchestrationSettings().landing_dir.as_posix() == "/elsewhere/landing"
 
+
+
+def test_every_image_that_ships_ingestion_ships_common() -> None:
+    """Batch and flows import ``common``: an image with ``ingestion/`` and without it fails at start."""
+    for dockerfile in (REPO_ROOT / "deployments").glob("*/Dockerfile"):
+        copies = re.findall(r"^COPY (\S+)/ (\S+)$", dockerfile.read_text(), re.MULTILINE)
+        sources = {src: dst.removesuffix("/").removesuffix("ingestion").removesuffix("common") for src, dst in copies}
+        if "ingestion" in sources:
+            assert sources.get("common") == sources["ingestion"], dockerfile
+
+
+def test_dbts_default_data_folder_is_the_settings_one() -> None:
+    """dbt cannot import the settings: its ``GA_DATA_DIR`` defaults (relative to the project) are
+    copies, held here to the one default."""
+    dbt = REPO_ROOT / "dbt"
+    found = []
+    for path in [*dbt.glob("*.yml"), *dbt.glob("macros/**/*.sql"), *dbt.glob("models/**/*.yml")]:
+        for default in re.findall(r"env_var\(\s*'GA_DATA_DIR'\s*,\s*'([^']*)'\s*\)", path.read_text()):
+            found.append((path.name, (dbt / default).resolve()))
+    assert found, "no GA_DATA_DIR default found under dbt/"
+    assert all(resolved == DEFAULT_DATA_DIR for _, resolved in found), found

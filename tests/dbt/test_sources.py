@@ -6,7 +6,7 @@ from typing import Any
 import yaml
 
 from ingestion.bronze import bronze_schemas
-from ingestion.events import ERROR_TYPES
+from ingestion.streaming.events import ERROR_TYPES
 from tests.dbt.warehouse import DBT_DIR
 
 

@@ -19,7 +19,7 @@ from simulator import Simulation
 from simulator.messages import PublishedMessage
 from simulator.truth import TRUTH_COLUMNS
 from deployments.local.report import MARTS as REPORT_MARTS
-from ingestion.sinks import LocalSink
+from ingestion.streaming.sinks import LocalSink
 from ingestion.streaming.handler import handle_message
 
 DBT_DIR = REPO_ROOT / "dbt"

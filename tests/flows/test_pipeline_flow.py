@@ -17,9 +17,9 @@ from deployments.local.stack import AlertPrinter as Receiver
 from flows.dbt_runs import resumable
 from flows.parameters import PipelineParameters
 from flows.pipeline import game_analytics_pipeline
-from ingestion.landing import write_table
+from ingestion.streaming.landing import write_table
 from common.settings import OrchestrationSettings
-from ingestion.sinks import GAME_EVENTS_SCHEMA
+from ingestion.streaming.rows import GAME_EVENTS_SCHEMA
 from tests.conftest import land_simulation
 
 

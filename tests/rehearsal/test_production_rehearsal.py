@@ -38,8 +38,8 @@ from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
 from ingestion.batch.sources import BATCH_SOURCES, SourceFile
 from common.settings import OrchestrationSettings
 from ingestion.streaming.settings import FunctionSettings
-from simulator import Simulation, SimulationConfig, simulate
-from ingestion.sinks import BigQuerySink, sink_from_settings
+from simulator import Simulation, simulate
+from ingestion.streaming.sinks import BigQuerySink, sink_from_settings
 from ingestion.streaming.handler import handle_message
 from tests.conftest import SMALL
 from tests.dbt import warehouse

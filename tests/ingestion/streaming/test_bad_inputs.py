@@ -21,8 +21,8 @@ import pytest
 from common.settings import PlatformSettings
 from deployments.local.services import function_server
 from deployments.streaming import config
-from ingestion.events import MAX_MESSAGE_BYTES
-from ingestion.sinks import BigQuerySink, LocalSink
+from ingestion.streaming.events import MAX_MESSAGE_BYTES
+from ingestion.streaming.sinks import BigQuerySink, LocalSink
 from ingestion.streaming.handler import HandleResult, handle_message, pubsub_message
 from tests.ingestion.streaming.silver import build_silver, query_silver
 

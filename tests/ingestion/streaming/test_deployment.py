@@ -1,20 +1,14 @@
 """The production deployment as code, checked offline: the BigQuery tables match the sink's Arrow
-schemas, the staged function folder is complete on its own, and the deploy commands carry the
-settings the platform relies on."""
+schemas, and the deploy commands carry the settings the platform relies on."""
 from __future__ import annotations
 
-import base64
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from deployments.streaming import build, config, deploy
-from ingestion.sinks import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA
+from deployments.streaming import config, deploy
+from ingestion.streaming.rows import GAME_EVENTS_REJECTED_SCHEMA, GAME_EVENTS_SCHEMA
 
 BQ_TYPES = {pa.string(): "STRING", pa.int64(): "INTEGER", pa.timestamp("us", tz="UTC"): "TIMESTAMP"}
 
@@ -29,67 +23,11 @@ def test_bigquery_schemas_match_the_sink_column_for_column(table: str, schema: p
         assert bq.get("description"), f"{table}.{arrow.name}: no description"
 
 
-@pytest.fixture(scope="module")
-def staged(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build.stage(tmp_path_factory.mktemp("function") / "src")
-
-
-def test_staged_folder_holds_only_what_the_function_needs(staged: Path) -> None:
-    files = sorted(str(p.relative_to(staged)) for p in staged.rglob("*") if p.is_file())
-    assert files == sorted([*build.FUNCTION_FILES, "main.py", "requirements.txt", ".gcloudignore"])
-    pins = (staged / "requirements.txt").read_text().splitlines()
-    assert all("==" in line for line in pins)
-    names = {line.split("==")[0] for line in pins}
-    assert {"functions-framework", "google-cloud-bigquery", "msgspec", "orjson", "pyarrow", "pydantic-settings"} <= names
-    assert not names & {"apache-beam", "prefect", "dbt-core", "duckdb", "google-cloud-pubsub", "pytest"}
-
-
-def test_staged_function_imports_on_its_own_and_handles_a_push(staged: Path, tmp_path: Path) -> None:
-    """In a fresh interpreter whose only source is the staged folder: main.py exposes the entry
-    point, nothing outside the folder is reachable, and functions-framework serves it."""
-    message = {"data": base64.b64encode(b'{"events": [1]}').decode(), "messageId": "m-1", "publishTime": "2026-06-01T12:00:00Z"}
-    script = f"""
-import json, sys
-import main, ingestion
-from pathlib import Path
-assert Path(ingestion.__file__).resolve().is_relative_to(Path.cwd().resolve()), ingestion.__file__
-assert callable(main.{config.ENTRY_POINT})
-try:
-    import simulator
-except ImportError:
-    pass
-else:
-    raise AssertionError("the simulator was staged")
-from functions_framework import create_app
-app = create_app(target="{config.ENTRY_POINT}", source="main.py", signature_type="cloudevent")
-body = {{"message": {json.dumps(message)}, "subscription": "projects/p/subscriptions/s"}}
-response = app.test_client().post("/projects/p/topics/game-events", json=body)
-assert response.status_code == 200, response.data
-print("ok")
-"""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GA_DATA_DIR", "GA_SINK")}
-    env.update(GA_SINK="local", GA_LANDING_DIR=str(tmp_path / "landing"))
-    result = subprocess.run([sys.executable, "-c", script], cwd=staged, env=env, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("ok")
-    assert list((tmp_path / "landing" / "game_events_rejected").glob("*/*.parquet"))
-
-
-def test_dependency_closure_follows_markers_and_skips_extras() -> None:
-    requires = {
-        "a": ["B>=1", "c; python_version < '3'", "d; extra == 'test'"],
-        "b": ["E"],
-    }
-    assert build.dependency_closure(["A"], requires) == {"a", "b", "e"}
-    with pytest.raises(ValueError, match="no == pin for e"):
-        build.function_requirements({"a": "1", "b": "2"}, {"a", "b", "e"})
-
-
 # ---------------------------------------------------------------------------------------------
 # Deploy commands
 # ---------------------------------------------------------------------------------------------
 
-TARGET = deploy.Target("proj", "europe-west1", "game_analytics", "EU", Path("/tmp/src"))
+TARGET = deploy.Target("proj", "europe-west1", "game_analytics", "EU")
 
 
 def step(name: str) -> tuple[str, ...]:
@@ -106,6 +44,7 @@ def test_function_deploy_command() -> None:
         f"--min-instances={config.MIN_INSTANCES}", f"--max-instances={config.MAX_INSTANCES}",
         "--service-account=game-events-ingest@proj.iam.gserviceaccount.com", "--no-allow-unauthenticated",
         "--set-env-vars=GA_SINK=bigquery,GA_GCP_PROJECT=proj,GA_BRONZE_DATASET=game_analytics_bronze",
+        "--source=ingestion/streaming",
     ):
         assert flag in command, flag
 

@@ -12,7 +12,8 @@ import duckdb
 import pytest
 from cloudevents.http import CloudEvent
 
-from ingestion.sinks import BronzeEvent, BronzeRejection, LocalSink, TransientSinkError
+from ingestion.streaming.rows import BronzeEvent, BronzeRejection
+from ingestion.streaming.sinks import LocalSink, TransientSinkError
 from ingestion.streaming import handler
 from ingestion.streaming.handler import HandleResult, handle_message, pubsub_message
 

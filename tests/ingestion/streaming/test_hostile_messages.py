@@ -13,8 +13,8 @@ import pytest
 
 from deployments.local.services import function_server
 from deployments.streaming import config
-from ingestion.events import MAX_EVENTS_PER_MESSAGE
-from ingestion.sinks import MAX_REJECTED_PAYLOAD_BYTES
+from ingestion.streaming.events import MAX_EVENTS_PER_MESSAGE
+from ingestion.streaming.rows import MAX_REJECTED_PAYLOAD_BYTES
 from tests.ingestion.streaming.test_bad_inputs import event, peak_rss_mb, post, query, worker_pid
 
 MIB = 1024 * 1024

@@ -12,7 +12,7 @@ from deployments.local.pubsub import admin_clients, create_topics, topology
 from deployments.local.pubsub_emulator import pubsub_emulator
 from ingestion.bronze import ensure_local_bronze
 from common.settings import OrchestrationSettings
-from ingestion.sinks import LocalSink
+from ingestion.streaming.sinks import LocalSink
 from ingestion.streaming import replay
 from tests.conftest import requires_pubsub_emulator
 from tests.dbt.warehouse import dbt

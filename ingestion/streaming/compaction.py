@@ -1,12 +1,5 @@
-"""The local landing area: the embedded twin of the bronze dataset.
+"""Compaction of the local landing area, and the snapshot a reader reads while it runs.
 
-Each bronze table is a folder of Parquet files (``<table>/<date>/*.parquet``) that DuckDB reads with
-a glob, so any reader (a ``dbt build``, an analyst's query) sees new rows without a lock or a
-catalog. Three rules keep such a reader correct while the function writes and compaction runs:
-
-* **Whole files only.** A file is written under a temporary name that no glob matches, flushed to
-  disk (``fsync`` of the file, then of its folder) and renamed into place; only then is the write
-  acknowledged. After an OS crash an acknowledged file is there, whole.
 * **Readers read a snapshot, files go late.** Compaction makes its merged file visible first and
   removes the files it merged only ``grace_s`` seconds later (a later compaction run does it). A
   reader reads a snapshot (``snapshot``; the bronze views of dbt are made from the same list at the
@@ -15,8 +8,6 @@ catalog. Three rules keep such a reader correct while the function writes and co
   that misses a merged file appearing meanwhile still holds its sources: never fewer rows, no row
   twice. A bare glob over the folder stays correct but for the grace period (a merged row twice,
   as after a redelivery) and the instant its files are removed.
-* **A damaged file never breaks reads.** A zero-length or torn file (a disk that lost data, a copy
-  cut short) is moved to ``_quarantine/<table>/`` with its reason, and logged.
 
 Compaction is incremental and size-tiered: the files the function writes (one per message) are
 merged into level-0 files; ``fanout`` files of one level are merged into one of the next level.
@@ -32,8 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import logging
-import os
 import re
 import time
 import uuid
@@ -45,151 +34,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-log = logging.getLogger(__name__)
+from .landing import EMPTY_FILE, fsync_dir, make_dirs, publish, quarantine, recover, tmp_path, write_bytes
 
-EMPTY_FILE = "_empty.parquet"
 COMPACTED_PREFIX = "compacted-"
 JOURNAL_DIR = "_journal"
-QUARANTINE_DIR = "_quarantine"
 _COMPACTED = re.compile(rf"^{COMPACTED_PREFIX}(\d+)-[0-9a-f]{{32}}\.parquet$")
-_MAGIC = b"PAR1"
 # rows written per row group of a merged file, and so the most rows a merge holds at once
 ROW_GROUP_ROWS = 128 * 1024
-# a temporary file older than this belongs to no running writer (a writer's lives for milliseconds)
-STALE_TMP_S = 3600.0
-
-
-# --------------------------------------------------------------------------------------------
-# Durable writes
-# --------------------------------------------------------------------------------------------
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def make_dirs(directory: Path) -> None:
-    """``mkdir -p`` whose new folders survive an OS crash (each parent is fsynced after its child
-    appears)."""
-    if directory.is_dir():
-        return
-    make_dirs(directory.parent)
-    with contextlib.suppress(FileExistsError):
-        directory.mkdir()
-        fsync_dir(directory.parent)
-
-
-def tmp_path(directory: Path, name: str) -> Path:
-    return directory / f".{name}.{uuid.uuid4().hex}.tmp"
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Flush ``tmp`` to disk, rename it to ``final`` and flush the folder: once this returns, the
-    file is visible whole and survives an OS crash."""
-    fd = os.open(tmp, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
-    fsync_dir(final.parent)
-
-
-def write_table(table: pa.Table, directory: Path, name: str) -> Path:
-    """Write ``table`` as ``directory/name`` atomically and durably."""
-    make_dirs(directory)
-    final = directory / name
-    tmp = tmp_path(directory, name)
-    try:
-        pq.write_table(table, tmp, compression="zstd")
-        publish(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return final
-
-
-def write_bytes(data: bytes, directory: Path, name: str) -> Path:
-    make_dirs(directory)
-    tmp = tmp_path(directory, name)
-    try:
-        tmp.write_bytes(data)
-        publish(tmp, directory / name)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return directory / name
-
-
-def ensure_table(directory: Path, schema: pa.Schema) -> None:
-    """Make sure a bronze folder exists and holds a zero-row file with its schema, so that a glob
-    over it always matches and always yields every column, even before the first row lands."""
-    if not (directory / EMPTY_FILE).exists():
-        write_table(schema.empty_table(), directory, EMPTY_FILE)
-
-
-# --------------------------------------------------------------------------------------------
-# Damaged files
-# --------------------------------------------------------------------------------------------
-
-
-def damage(path: Path) -> str | None:
-    """Why ``path`` cannot be a whole Parquet file, judged from its size and its two magic
-    numbers (cheap: two small reads); None when it looks whole."""
-    try:
-        size = path.stat().st_size
-        if size == 0:
-            return "zero-length file"
-        if size < 12:
-            return f"{size} bytes: shorter than a Parquet header and footer"
-        with path.open("rb") as f:
-            head = f.read(4)
-            f.seek(-4, os.SEEK_END)
-            tail = f.read(4)
-    except FileNotFoundError:
-        return None  # merged away meanwhile: nothing to judge
-    if head != _MAGIC:
-        return f"{size} bytes: does not start with the Parquet magic number"
-    if tail != _MAGIC:
-        return f"{size} bytes: no Parquet footer (torn or truncated)"
-    return None
-
-
-def quarantine(path: Path, table_dir: Path, reason: str) -> Path:
-    """Move a damaged file out of its table (readers no longer see it), next to a note of why."""
-    target_dir = table_dir.parent / QUARANTINE_DIR / table_dir.name / path.parent.relative_to(table_dir)
-    make_dirs(target_dir)
-    target = target_dir / path.name
-    os.replace(path, target)
-    fsync_dir(path.parent)
-    write_bytes(f"{reason}\n".encode(), target_dir, f"{path.name}.reason.txt")
-    log.warning("landing: quarantined %s (%s) to %s", path, reason, target)
-    return target
-
-
-def recover(table_dir: Path) -> list[Path]:
-    """After a crash: quarantine every visible file that is not whole, and remove temporary files
-    no writer still owns. Returns the quarantined files. Safe while writers run."""
-    moved = []
-    if not table_dir.is_dir():
-        return moved
-    now = time.time()
-    for path in table_dir.rglob("*"):
-        if path.name.endswith(".parquet"):
-            if (reason := damage(path)) is not None:
-                moved.append(quarantine(path, table_dir, reason))
-        elif path.name.endswith(".tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                if now - path.stat().st_mtime > STALE_TMP_S:
-                    path.unlink()
-    return moved
-
-
-# --------------------------------------------------------------------------------------------
-# Compaction
-# --------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

@@ -20,25 +20,26 @@ import requests
 from google.auth.credentials import AnonymousCredentials
 from google.cloud import bigquery
 
-from ingestion.events import parse_message
+from ingestion.streaming.validate import parse_message
 from ingestion.streaming.settings import FunctionSettings, MissingSetting
-from ingestion.sinks import (
+from ingestion.streaming.rows import (
     MAX_REJECTED_PAYLOAD_BYTES,
     GAME_EVENTS_REJECTED_SCHEMA,
     GAME_EVENTS_SCHEMA,
-    BigQuerySink,
     BronzeEvent,
     BronzeRejection,
     Delivery,
+    bronze_rows,
+    encode_payload,
+)
+from ingestion.streaming.sinks import (
+    BigQuerySink,
     LocalSink,
     SinkRowError,
     TransientSinkError,
-    bigquery_json,
-    bronze_rows,
-    chunks,
-    encode_payload,
     sink_from_settings,
 )
+from ingestion.streaming.sinks.bigquery import bigquery_json, chunks
 
 PUBLISH = datetime(2024, 6, 1, 12, 0, 0, 123456, tzinfo=UTC)
 INGESTED = datetime(2024, 6, 1, 12, 0, 5, tzinfo=UTC)

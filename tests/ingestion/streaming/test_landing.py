@@ -16,11 +16,11 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from ingestion import landing
+from ingestion.streaming import compaction, landing
 from ingestion.bronze import compact_local_bronze
-from ingestion.landing import compact
+from ingestion.streaming.compaction import Compaction, compact
 from common.settings import REPO_ROOT, OrchestrationSettings
-from ingestion.sinks import GAME_EVENTS_SCHEMA
+from ingestion.streaming.rows import GAME_EVENTS_SCHEMA
 from tests.conftest import land_simulation
 
 DAY = "2026-03-01"
@@ -46,7 +46,7 @@ def land(events: Path, prefix: str, n: int = 3) -> None:
 
 def ids(events: Path, con: duckdb.DuckDBPyConnection | None = None) -> tuple[int, int]:
     """(rows, distinct event ids) a reader of the table's snapshot sees."""
-    sql = f"select count(*), count(distinct event_id) from {landing.scan_sql(events)}"
+    sql = f"select count(*), count(distinct event_id) from {compaction.scan_sql(events)}"
     return (con or duckdb).sql(sql).fetchall()[0]
 
 
@@ -79,7 +79,7 @@ def test_compaction_is_size_tiered_and_never_merges_a_file_twice_at_one_level(tm
         written.append({p.name for p in (events / DAY).glob("compacted-*")})
         assert len(rows(events)) == 12 * (run + 1)  # every row once, none twice
     # run 1 merged the two level-0 files into a level-1 file; run 3 two level-1 files into level 2
-    levels = [sorted(landing.level(Path(n)) for n in names) for names in written]
+    levels = [sorted(compaction.level(Path(n)) for n in names) for names in written]
     assert levels == [[0], [1], [0, 1], [2], [0, 2]]
     assert written[2] >= written[1] - {n for n in written[1] if n.startswith("compacted-0")}  # level 1 kept as it was
 
@@ -101,7 +101,7 @@ def test_a_compaction_that_crashed_before_its_file_was_visible_is_redone(tmp_pat
     events = tmp_path / "game_events"
     for m in range(4):
         land(events, f"m{m}")
-    journal = tmp_path / landing.JOURNAL_DIR / "game_events"
+    journal = tmp_path / compaction.JOURNAL_DIR / "game_events"
     landing.write_bytes(b'{"output": "2026-03-01/compacted-0-' + b"0" * 32 + b'.parquet", "sources": '
                         b'["2026-03-01/m0.parquet", "2026-03-01/m1.parquet"], "committed_at": 0}', journal, "x.json")
     result = compact(events, GAME_EVENTS_SCHEMA, min_files=2, grace_s=0)
@@ -122,7 +122,7 @@ def test_readers_never_see_fewer_rows_nor_an_error_while_the_function_writes_and
     started = [120]  # rows whose write began
     reads: list[tuple[int, int, int]] = []
     errors: list[BaseException] = []
-    compactions: list[landing.Compaction] = []
+    compactions: list[Compaction] = []
     stop = threading.Event()
 
     def guarded(body):
@@ -198,7 +198,7 @@ def test_a_zero_length_or_torn_file_is_quarantined_and_reads_keep_working(tmp_pa
     torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
     with pytest.raises(duckdb.Error):
         ids(events)  # what a reader meets before recovery
-    with caplog.at_level(logging.WARNING, logger="ingestion.landing"):
+    with caplog.at_level(logging.WARNING, logger="ingestion.streaming.landing"):
         result = compact(events, GAME_EVENTS_SCHEMA, min_files=2, grace_s=0)
     assert result.quarantined == 2 and ids(events) == (6, 6)
     quarantined = tmp_path / landing.QUARANTINE_DIR / "game_events" / DAY
@@ -211,7 +211,7 @@ def test_a_zero_length_or_torn_file_is_quarantined_and_reads_keep_working(tmp_pa
 WRITER = """
 import sys
 from pathlib import Path
-from tests.ingestion.test_landing import land
+from tests.ingestion.streaming.test_landing import land
 events = Path(sys.argv[1])
 n = int(sys.argv[2])
 while True:

@@ -1,7 +1,7 @@
 """The event contract: the JSON Schema file next to this module is the single source of truth.
 
 This module only loads it and translates the ECMA-262 regular expressions it uses into Python
-ones; ``ingestion.events`` builds its typed decoders from what is loaded here.
+ones; ``decoders`` builds the typed decoders from what is loaded here.
 """
 from __future__ import annotations
 

@@ -15,8 +15,9 @@ import pytest
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.validators import extend
 
-from ingestion.contract import ContractError, ecma_to_python_pattern, load_game_event_schema
-from ingestion.events import (
+from ingestion.streaming.contract import ContractError, ecma_to_python_pattern, load_game_event_schema
+from ingestion.streaming.body import nesting_depth
+from ingestion.streaming.events import (
     ERROR_TYPES,
     MAX_EVENT_AGE,
     MAX_EVENT_BYTES,
@@ -24,9 +25,8 @@ from ingestion.events import (
     MAX_NON_OBJECT_ROWS,
     Rejection,
     ValidEvent,
-    nesting_depth,
-    parse_message,
 )
+from ingestion.streaming.validate import parse_message
 
 PUBLISH = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 
@@ -547,18 +547,19 @@ def test_mutated_messages_never_raise() -> None:
 
 def test_decoders_come_from_the_schema() -> None:
     # a constraint changed in the schema file changes the validator (nothing re-typed by hand)
-    from ingestion import events
+    from ingestion.streaming import validate
+    from ingestion.streaming.contract.decoders import build_contract
 
     schema = load_game_event_schema()
     schema["properties"]["country"]["pattern"] = "^[A-Z]{3}$"
-    contract = events._build_contract(schema)
+    contract = build_contract(schema)
     raw = dumps(event(country="DEU"))
-    assert isinstance(events.validate_event(raw, "event", 0, PUBLISH, contract=contract), ValidEvent)
-    assert isinstance(events.validate_event(raw, "event", 0, PUBLISH), Rejection)
+    assert isinstance(validate.validate_event(raw, "event", 0, PUBLISH, contract=contract), ValidEvent)
+    assert isinstance(validate.validate_event(raw, "event", 0, PUBLISH), Rejection)
 
     schema["properties"]["country"]["format"] = "iso-3166"
     with pytest.raises(ContractError, match=r"\$\.country: format 'iso-3166'"):
-        events._build_contract(schema)
+        build_contract(schema)
 
 
 def test_msgspec_version_rejects_integral_floats() -> None:
