@@ -2,9 +2,10 @@
 imports it and no production image ships it. Only the local twins (`deployments/local/`), the tests
 and the benchmarks use it."""
 
-import ast
 import re
 from pathlib import Path
+
+from tests.test_layout import imports
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCTION_PACKAGES = ("ingestion", "flows", "blocks", "common", "deployments")
@@ -12,19 +13,8 @@ MAY_IMPORT_SIMULATOR = (REPO_ROOT / "deployments" / "local",)
 IMAGES = ("deployments/dataflow/Dockerfile", "deployments/flow-image/Dockerfile")
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Every absolute module name a Python file imports, at any depth of its code."""
-    modules: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            modules.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules.add(node.module)
-    return modules
-
-
 def imports_simulator(path: Path) -> bool:
-    return any(name == "simulator" or name.startswith("simulator.") for name in imported_modules(path))
+    return any(name == "simulator" or name.startswith("simulator.") for name in imports(path))
 
 
 def production_files() -> list[Path]:
