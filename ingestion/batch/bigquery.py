@@ -36,7 +36,7 @@ from apache_beam.io.gcp.bigquery import WriteToBigQuery
 from google.cloud import bigquery
 
 from ingestion.batch.rejected import REJECTED_SCHEMA, REJECTED_TABLE
-from ingestion.batch.sources import BatchSource, DailyFiles, SourceFile
+from ingestion.batch.sources import EXPORT_DATE, BatchSource, DailyFiles, SourceFile
 
 
 def bigquery_type(arrow_type: pa.DataType) -> str:
@@ -102,11 +102,11 @@ def bronze_destination(source: BatchSource, files: Sequence[SourceFile] = ()) ->
     if not is_daily(source):
         return Destination(source.name, load_config(source.schema, bigquery.WriteDisposition.WRITE_TRUNCATE))
     days = sorted({file.export_date for file in files if file.export_date is not None})
+    by_day = bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field=EXPORT_DATE)
     return Destination(
         source.name,
-        load_config(source.schema, bigquery.WriteDisposition.WRITE_APPEND,
-                    time_partitioning=bigquery.TimePartitioning(type_=bigquery.TimePartitioningType.DAY, field="date")),
-        ("date in unnest(@export_dates)", (bigquery.ArrayQueryParameter("export_dates", "DATE", days),)),
+        load_config(source.schema, bigquery.WriteDisposition.WRITE_APPEND, time_partitioning=by_day),
+        (f"{EXPORT_DATE} in unnest(@export_dates)", (bigquery.ArrayQueryParameter("export_dates", "DATE", days),)),
     )
 
 

@@ -43,6 +43,9 @@ USD_AMOUNT = pa.decimal128(18, 6)
 FX_RATE = pa.decimal128(38, 9)
 
 SNAPSHOT_FILE = "snapshot.parquet"
+# the column of a daily export that holds the export date: each file holds that day's rows only,
+# and BigQuery partitions the table by it
+EXPORT_DATE = "date"
 
 # Lineage columns every bronze row carries.
 LINEAGE_FIELDS = (
@@ -212,9 +215,9 @@ def duplicate_reason(source: BatchSource, key: tuple[str, ...], copies: int) -> 
 
 def date_matches_export(row: Mapping[str, Any], export_date: date | None) -> None:
     """A daily file holds that day's rows only, so that reloading a date replaces all of it."""
-    if export_date is not None and row["date"] != export_date:
+    if export_date is not None and row[EXPORT_DATE] != export_date:
         raise FieldError(
-            "date", row["date"].isoformat(), f"is not the file's export date {export_date.isoformat()}",
+            EXPORT_DATE, row[EXPORT_DATE].isoformat(), f"is not the file's export date {export_date.isoformat()}",
             "wrong_export_date",
         )
 
@@ -226,7 +229,8 @@ def studio_table(name: str, columns: tuple[Column, ...], key: tuple[str, ...], s
                        database=DatabaseTable(name, split_key=split_key))
 
 
-def daily_export(name: str, columns: tuple[Column, ...], key: tuple[str, ...], row_checks: tuple[RowCheck, ...]) -> BatchSource:
+def daily_export(name: str, columns: tuple[Column, ...], key: tuple[str, ...],
+                 row_checks: tuple[RowCheck, ...]) -> BatchSource:
     """A daily CSV export: ``<name>/<name>_YYYY-MM-DD.csv``."""
     return BatchSource(name=name, columns=columns, key=key, layout=DailyFiles(folder=name, prefix=f"{name}_"),
                        row_checks=row_checks)
@@ -264,11 +268,11 @@ STORE_ITEMS = studio_table(
 FX_RATES = daily_export(
     "fx_rates",
     columns=(
-        Column("date", pa.date32(), parse_date),
+        Column(EXPORT_DATE, pa.date32(), parse_date),
         Column("currency", pa.string(), parse_currency),
         Column("usd_per_unit", FX_RATE, positive(decimal_parser(38, 9), kind="negative_rate")),
     ),
-    key=("date", "currency"),
+    key=(EXPORT_DATE, "currency"),
     row_checks=(date_matches_export,),
 )
 
