@@ -182,10 +182,9 @@ def test_each_run_replaces_the_source_s_rejections_in_the_one_batch_rejected_tab
 
 def test_batch_rejected_is_one_table_for_both_sinks_and_dbt():
     """The rejected rows of every source: one table name and one set of columns, written by the
-    local sink (landing/batch_rejected) and the BigQuery sink, read by dbt's bronze source."""
+    local sink (landing/batch_rejected) and the BigQuery sink, read by dbt's sources over bronze."""
     sources = yaml.safe_load((REPO_ROOT / "dbt" / "models" / "silver" / "_bronze__sources.yml").read_text())
-    [bronze] = [s for s in sources["sources"] if s["name"] == "bronze"]
-    dbt_tables = {t["name"]: t for t in bronze["tables"]}
+    dbt_tables = {t["name"]: t for source in sources["sources"] for t in source["tables"]}
     project = yaml.safe_load((REPO_ROOT / "dbt" / "dbt_project.yml").read_text())
 
     assert REJECTED_TABLE in dbt_tables and REJECTED_TABLE in project["vars"]["bronze_tables"]

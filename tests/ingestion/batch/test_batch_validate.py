@@ -210,13 +210,13 @@ ENTITY_KEYS: dict[str, tuple[str, ...]] = {
 
 
 def dbt_model_tests(folder: str) -> dict[str, list[dict]]:
-    """Model name -> its model-level data tests, from every yml in ``dbt/models/<folder>``."""
+    """Model name -> its model-level data tests, from every yml under ``dbt/models/<folder>``."""
     import yaml
 
     from common.settings import REPO_ROOT
 
     found: dict[str, list[dict]] = {}
-    for path in sorted((REPO_ROOT / "dbt" / "models" / folder).glob("*.yml")):
+    for path in sorted((REPO_ROOT / "dbt" / "models" / folder).rglob("*.yml")):
         for model in yaml.safe_load(path.read_text()).get("models", []):
             found[model["name"]] = model.get("data_tests", [])
     return found
