@@ -51,14 +51,34 @@
 {%- endmacro %}
 
 
+{#- The config of an incremental table partitioned by an event date (date_column) on BigQuery, for
+    `{{ config(**date_partitioned_incremental(...)) }}`: merged by unique_key (appended on DuckDB
+    when adds_new_keys_only), its MERGE pruned to the partitions of merge_dates (merge_pruning),
+    clustered by cluster_by; a change of its columns stops the run rather than drifting. -#}
+{% macro date_partitioned_incremental(unique_key, date_column, cluster_by, adds_new_keys_only=false, merge_dates='touched') -%}
+    {{ return({
+        'materialized': 'incremental',
+        'unique_key': unique_key,
+        'incremental_strategy': new_keys_strategy() if adds_new_keys_only else keyed_strategy(),
+        'on_schema_change': 'fail',
+        'partition_by': date_partition(date_column),
+        'incremental_predicates': merge_pruning(date_column, merge_dates),
+        'cluster_by': clustering(cluster_by),
+    }) }}
+{%- endmacro %}
+
+
 {#- The rows of `batch` (a CTE of arrived rows) whose key (`keys`, one column or several) this table
-    does not hold yet. A key's rows never move to an earlier date (an event keeps its date), so the
+    does not hold yet; every row of it when the table is built in full. A key's rows never move to an earlier date (an event keeps its date), so the
     table is looked up only from the batch's earliest date on: date_column in the table, batch_date
     (default: the same column) in the batch. With a single key column only the batch's own keys are
     read from the table, so the anti-join builds on the few arrived keys, not on every key of the
     days they span. -#}
 {% macro new_keys_only(batch, keys, date_column, batch_date=none) -%}
     {%- set keys = [keys] if keys is string else keys -%}
+    {%- if not is_incremental() -%}
+    select * from {{ batch }}
+    {%- else -%}
     select {{ batch }}.*
     from {{ batch }}
     left join (
@@ -71,6 +91,7 @@
     ) as existing
         on {% for key in keys %}{{ batch }}.{{ key }} = existing.{{ key }}{{ '\n        and ' if not loop.last }}{% endfor %}
     where existing.{{ keys[0] }} is null
+    {%- endif -%}
 {%- endmacro %}
 
 

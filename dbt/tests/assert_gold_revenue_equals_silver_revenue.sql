@@ -12,10 +12,7 @@ counted as (
 
 first_events as (
 
-    select *
-    from counted
-    where true
-    qualify row_number() over (partition by game_id, transaction_id order by event_timestamp, event_id) = 1
+    {{ deduplicate('counted', 'game_id, transaction_id', 'event_timestamp, event_id') }}
 
 ),
 

@@ -27,10 +27,7 @@ renamed as (
 
 deduplicated as (
 
-    select *
-    from renamed
-    where true  -- BigQuery wants a WHERE next to QUALIFY
-    qualify row_number() over (partition by rate_date, currency order by loaded_at desc, loaded_from desc) = 1
+    {{ deduplicate('renamed', 'rate_date, currency', 'loaded_at desc, loaded_from desc') }}
 
 )
 

@@ -33,10 +33,7 @@ renamed as (
 
 deduplicated as (
 
-    select *
-    from renamed
-    where true  -- BigQuery wants a WHERE next to QUALIFY
-    qualify row_number() over (partition by game_id, sku order by updated_at desc, loaded_at desc) = 1
+    {{ deduplicate('renamed', 'game_id, sku', 'updated_at desc, loaded_at desc') }}
 
 )
 

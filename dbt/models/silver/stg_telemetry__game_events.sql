@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy=new_keys_strategy(),
-        on_schema_change='fail',
-        partition_by=date_partition('event_date'),
-        incremental_predicates=merge_pruning('event_date'),
-        cluster_by=clustering(['game_id', 'event_name']),
-    )
-}}
+{{ config(**date_partitioned_incremental('event_id', 'event_date', ['game_id', 'event_name'], adds_new_keys_only=true)) }}
 -- Valid game events, typed, one row per event_id: the first delivery of each event is kept.
 -- The raw params and payload stay in bronze; silver carries the parameters as typed columns.
 -- Incremental by arrival: a run reads what landed since the last run (see arrival_window) and adds
@@ -27,19 +17,11 @@ source as (
 
 ),
 
-{% if is_incremental() %}
 arrived as (
 
     {{ new_keys_only('source', 'event_id', 'event_date', batch_date=utc_date('event_timestamp')) }}
 
 ),
-{% else %}
-arrived as (
-
-    select * from source
-
-),
-{% endif %}
 
 -- a redelivered message or a resent event keeps its event_id: keep its first delivery. Only the
 -- few repeated event_ids need the window; every other event is its own first delivery, so the

@@ -34,12 +34,7 @@ renamed as (
 
 deduplicated as (
 
-    select *
-    from renamed
-    qualify row_number() over (
-        partition by message_id, coalesce(event_index, -1)
-        order by ingested_at
-    ) = 1
+    {{ deduplicate('renamed', 'message_id, coalesce(event_index, -1)', 'ingested_at') }}
 
 )
 

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy=new_keys_strategy(),
-        on_schema_change='fail',
-        partition_by=date_partition('impression_date'),
-        incremental_predicates=merge_pruning('impression_date'),
-        cluster_by=clustering(['game_id', 'ad_network']),
-    )
-}}
+{{ config(**date_partitioned_incremental('event_id', 'impression_date', ['game_id', 'ad_network'], adds_new_keys_only=true)) }}
 -- One row per ad impression, with the revenue the ad network reported in USD.
 with
 
@@ -16,30 +6,17 @@ ad_events as (
 
     select * from {{ ref('stg_telemetry__game_events') }}
     where event_name = 'ad_impression'
-
-),
-
-{% if is_incremental() %}
-arrived as (
-
-    select *
-    from ad_events
-    where {{ arrival_window('ingested_at') }}
+    {% if is_incremental() %}
+        and {{ arrival_window('ingested_at') }}
+    {% endif %}
 
 ),
 
 new_events as (
 
-    {{ new_keys_only('arrived', 'event_id', 'impression_date', batch_date='event_date') }}
+    {{ new_keys_only('ad_events', 'event_id', 'impression_date', batch_date='event_date') }}
 
 ),
-{% else %}
-new_events as (
-
-    select * from ad_events
-
-),
-{% endif %}
 
 final as (
 

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='event_id',
-        incremental_strategy=new_keys_strategy(),
-        on_schema_change='fail',
-        partition_by=date_partition('event_date'),
-        incremental_predicates=merge_pruning('event_date'),
-        cluster_by=clustering(['game_id', 'level']),
-    )
-}}
+{{ config(**date_partitioned_incremental('event_id', 'event_date', ['game_id', 'level'], adds_new_keys_only=true)) }}
 -- One row per level event: an attempt's start (level_start) and its outcome (level_complete or
 -- level_fail). Events, not paired attempts: the funnel counts starts and fails as events, and an
 -- outcome whose start was lost still counts.
@@ -18,30 +8,17 @@ level_events as (
 
     select * from {{ ref('stg_telemetry__game_events') }}
     where event_name in ('level_start', 'level_complete', 'level_fail')
-
-),
-
-{% if is_incremental() %}
-arrived as (
-
-    select *
-    from level_events
-    where {{ arrival_window('ingested_at') }}
+    {% if is_incremental() %}
+        and {{ arrival_window('ingested_at') }}
+    {% endif %}
 
 ),
 
 new_events as (
 
-    {{ new_keys_only('arrived', 'event_id', 'event_date') }}
+    {{ new_keys_only('level_events', 'event_id', 'event_date') }}
 
 ),
-{% else %}
-new_events as (
-
-    select * from level_events
-
-),
-{% endif %}
 
 final as (
 

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key=['game_id', 'player_id', 'activity_date'],
-        incremental_strategy=keyed_strategy(),
-        on_schema_change='fail',
-        partition_by=date_partition('activity_date'),
-        incremental_predicates=merge_pruning('activity_date'),
-        cluster_by=clustering(['game_id', 'player_id']),
-    )
-}}
+{{ config(**date_partitioned_incremental(['game_id', 'player_id', 'activity_date'], 'activity_date', ['game_id', 'player_id'])) }}
 -- One row per player and UTC date with any valid event (test accounts included: the marts leave
 -- them out through dim_player, so a re-flagged account needs no rebuild). The compact base of
 -- DAU, MAU, cohorts and retention, as bigquery-etl's clients_daily is. Each row also carries the

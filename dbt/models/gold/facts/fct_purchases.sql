@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key=['game_id', 'transaction_id'],
-        incremental_strategy=keyed_strategy(),
-        on_schema_change='fail',
-        partition_by=date_partition('purchase_date'),
-        incremental_predicates=merge_pruning('purchase_date', 'from_earliest'),
-        cluster_by=clustering(['game_id', 'currency']),
-    )
-}}
+{{ config(**date_partitioned_incremental(['game_id', 'transaction_id'], 'purchase_date', ['game_id', 'currency'], merge_dates='from_earliest')) }}
 -- depends_on: {{ ref('int_fx_rates__effective') }}
 -- One row per purchase (game_id, transaction_id), in USD. A purchase sent twice with a new event_id
 -- counts once: the first by event_timestamp, then event_id, gives its day and its amount.

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key=['game_id', 'session_id', 'activity_date'],
-        incremental_strategy=keyed_strategy(),
-        on_schema_change='fail',
-        partition_by=date_partition('activity_date'),
-        incremental_predicates=merge_pruning('activity_date'),
-        cluster_by=clustering(['game_id', 'player_id']),
-    )
-}}
+{{ config(**date_partitioned_incremental(['game_id', 'session_id', 'activity_date'], 'activity_date', ['game_id', 'player_id'])) }}
 -- One row per session and UTC date on which it has a session_start or a session_end event: a
 -- session that runs past midnight has two rows. A session counts on the date of its start; its
 -- length (duration_s reported at session_end) on the date of its end. Summing the end events per
