@@ -1,6 +1,6 @@
 {#- The bronze layer. On BigQuery the function and the batch pipelines write real tables, nothing to do.
     On DuckDB bronze is the local landing area: one folder of Parquet files per table, exposed as views
-    over a snapshot of its files taken at the start of each run (see ingestion/landing.py): every
+    over a snapshot of its files taken at the start of each run (see ingestion/streaming/compaction.py): every
     listed file, less the files a listed compacted file replaces (named by the compaction journals,
     read before and after the listing: a journal is written before its compacted file appears and
     removed after its sources). Compaction keeps each file a snapshot names for a day, so the views
