@@ -16,6 +16,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel
 
+from common import bronze
 from common.settings import REPO_ROOT
 
 # spellings that DuckDB accepts and BigQuery does not (sqlglot's BigQuery reader tolerates some of
@@ -37,12 +38,13 @@ DUCKDB_ONLY = {
     "filter (where": re.compile(r"\bfilter\s*\(\s*where\b", re.I),
 }
 COMMENT = re.compile(r"--[^\n]*|/\*.*?\*/", re.S)
+PREFIX = "studio_x"
 STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
 
 
 def compile_process(target_path: Path, branch: str, *vars_and_selection: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GOOGLE_")}
-    env.update(GA_GCP_PROJECT="offline-project", GA_BQ_DATASET_PREFIX="game_analytics",
+    env.update(GA_GCP_PROJECT="offline-project", GA_BQ_DATASET_PREFIX=PREFIX,
                GOOGLE_APPLICATION_CREDENTIALS=str(target_path / "no-credentials.json"),
                PYTHONPATH=str(REPO_ROOT))
     return subprocess.run([sys.executable, "-m", "tests.dbt.compile_bigquery_offline", str(target_path), branch,
@@ -86,7 +88,8 @@ def test_the_incremental_branch_is_the_one_compiled(compiled) -> None:
     branch, files = compiled
     silver = files["models/silver/stg_telemetry__game_events.sql"]
     assert ("as existing" in silver) == (branch == "incremental")  # new_keys_only's anti-join
-    assert "`offline-project`.`game_analytics_bronze`.`game_events`" in silver
+    # dbt's bronze dataset is the one the catalog names (common.bronze), which the function and loads write
+    assert f"`offline-project`.`{bronze.dataset(PREFIX)}`.`game_events`" in silver
     gate = files["tests/assert_every_bronze_event_in_silver.sql"]
     assert ("reconcile_window" in gate) == (branch == "incremental")  # the hourly gate's window
 
