@@ -159,9 +159,9 @@ def lookups(t: Target) -> dict[str, tuple[str, ...]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--project", required=True)
-    p.add_argument("--region", default="europe-west1")
-    p.add_argument("--dataset-prefix", default="game_analytics")
-    p.add_argument("--bq-location", default="EU")
+    p.add_argument("--region", default=Target.region)
+    p.add_argument("--dataset-prefix", default=Target.dataset_prefix)
+    p.add_argument("--bq-location", default=Target.bq_location)
     p.add_argument("--cluster", default="game-analytics")
     p.add_argument("--dataflow-secret", action="append", default=[],
                    help="an existing Secret Manager secret the Dataflow workers may read (repeatable; none by default)")

@@ -6,7 +6,10 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from common import bronze
+from common.settings import PlatformSettings
 from deployments.streaming import deploy
+
+_DEFAULTS = PlatformSettings.model_fields  # the platform's defaults, stated once there
 
 FLOWS_ACCOUNT_ID: Final = "ga-flows"
 DATAFLOW_ACCOUNT_ID: Final = "ga-dataflow"
@@ -19,9 +22,9 @@ GIT_COMMIT: Final = "{git_commit}"  # looked up when the set-up runs (lookups)
 @dataclass(frozen=True)
 class Target:
     project: str
-    region: str = "europe-west1"
-    dataset_prefix: str = "game_analytics"
-    bq_location: str = "EU"
+    region: str = _DEFAULTS["gcp_region"].default
+    dataset_prefix: str = _DEFAULTS["bq_dataset_prefix"].default
+    bq_location: str = _DEFAULTS["bq_location"].default
     cluster: str = "game-analytics"
     dataflow_secrets: tuple[str, ...] = field(default=())  # Secret Manager secrets the workers may read
     # the studio's operational database (players, store_items): a Cloud SQL for PostgreSQL
