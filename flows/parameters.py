@@ -119,7 +119,8 @@ def declared_by(model: type[BaseModel]) -> Callable[[F], F]:
     def apply(fn: F) -> F:
         fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=field.annotation,
-                               default=field.get_default(call_default_factory=True))
+                               default=inspect.Parameter.empty if field.is_required()
+                               else field.get_default(call_default_factory=True))
              for name, field in model.model_fields.items()],
             return_annotation=inspect.signature(fn).return_annotation)
         return fn

@@ -113,3 +113,15 @@ def test_the_flows_parameters_are_the_models_fields_flat_in_its_schema() -> None
                                                      "type": "boolean"}
     validated = game_analytics_pipeline.validate_parameters({"full_refresh": True, "batch_days": 7})
     assert PipelineParameters(**validated) == PipelineParameters(full_refresh=True, batch_days=7)
+
+
+def test_the_backfill_passes_on_the_pipelines_parameters_as_the_pipeline_declares_them() -> None:
+    from flows.backfill import PASSED_ON
+
+    pipeline = parameter_schema(game_analytics_pipeline).model_dump_for_openapi()
+    backfill = parameter_schema(game_analytics_backfill).model_dump_for_openapi()
+    for name in PASSED_ON:
+        declared = {k: v for k, v in pipeline["properties"][name].items() if k != "position"}
+        assert {k: v for k, v in backfill["properties"][name].items() if k != "position"} == declared, name
+    assert backfill["required"] == ["start", "end"]
+    assert list(backfill["properties"])[:3] == ["start", "end", "window_days"]
