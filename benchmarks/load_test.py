@@ -189,7 +189,7 @@ def main() -> int:
           f"data in {data_dir}", flush=True)
 
     with local_streaming_stack(data_dir, function_env=env) as stream:
-        function = processes_with(f"GA_DATA_DIR={data_dir}".encode())
+        function = processes_with(f"GA_LANDING_DIR={settings.landing_dir}".encode())
         workers = [pid for pid, parent in function.items() if parent in function]
         emulator = [pid for pid in started_with(str(data_dir).encode()) if pid not in function]
         emulator += [child for pid in emulator for child in descendants(pid)]
